@@ -34,8 +34,9 @@ unit:
 check:
 	$(src)/scripts/check
 
-demo: module
-	$(src)/scripts/vm-run --kernel $(KVER) -- $(src)/scripts/demo-guest
+demo:
+	ko=$$($(src)/scripts/build-module $(KVER) | tail -n1) && \
+	DMSNAP_KO=$$ko VM_PASS_ENV=DMSNAP_KO $(src)/scripts/vm-run --kernel $(KVER) -- $(src)/scripts/demo-guest
 
 clean:
 	@for d in /lib/modules/*/build; do \
