@@ -1,23 +1,43 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dm-exception-store.c - kernel services for the C++ core: memory and
- * logging (and, as the I/O paths arrive, dm-io, dm-kcopyd, locks and work
- * queues).  Adapters only: every decision is made in snapcore/.
+ * dm-exception-store.c - kernel services for the C++ core: memory, logging,
+ * dm-io, dm-kcopyd, locks, work items and waiters.  Adapters only: every
+ * decision is made in snapcore/.
  */
+#include <linux/delay.h>
 #include <linux/device-mapper.h>
+#include <linux/dm-io.h>
+#include <linux/dm-kcopyd.h>
 #include <linux/kernel.h>
-#include <linux/printk.h>
-#include <linux/slab.h>
+#include <linux/mempool.h>
 #include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/printk.h>
+#include <linux/rwsem.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
 
+#include "dm-exception-store.h"
 #include "dm-snap.h"
 
 #define DM_MSG_PREFIX "snapshots"
+
+/* As in-tree dm-snap.c: the parameter that throttles copy-on-write. */
+DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM(snapshot_copy_throttle,
+		"A percentage of time allocated for copy on write");
 
 /* kvzalloc: small objects from the slab, large tables from vmalloc. */
 void *dms_zalloc(dms_size_t size)
 {
 	return kvzalloc(size, GFP_KERNEL);
+}
+
+/* kvmalloc honours GFP_NOIO for its vmalloc fallback too (since 5.17). */
+void *dms_zalloc_noio(dms_size_t size)
+{
+	return kvzalloc(size, GFP_NOIO);
 }
 
 void dms_free(void *p)
@@ -48,4 +68,417 @@ void dms_log(int level, const char *fmt, ...)
 		break;
 	}
 	va_end(args);
+}
+
+/* ---------------------------------------------------------------- */
+/* Module-wide resources                                             */
+/* ---------------------------------------------------------------- */
+
+/* One dm-io client for the module: its mempools serve every COW device. */
+static struct dm_io_client *io_client;
+/* Runs dms_work items and the deferred dm-io completions. */
+static struct workqueue_struct *dms_wq;
+/* One kcopyd client, throttled by snapshot_copy_throttle. */
+static struct dm_kcopyd_client *kcopyd_client;
+/* dms_copy() contexts: a mempool, because dms_copy() cannot fail. */
+static mempool_t *copy_job_pool;
+#define DMS_COPY_JOB_POOL_SIZE 16
+
+struct dms_copy_job {
+	dms_copy_done_fn fn;
+	void *ctx;
+};
+
+/*
+ * Created in this order so that teardown, in reverse, is safe: kcopyd
+ * callbacks may queue work and free copy contexts, so the kcopyd client
+ * goes first (it waits for its jobs); destroying the work queue then runs
+ * what is still queued, including deferred dm-io completions; the dm-io
+ * client goes last.
+ */
+int dms_services_init(void)
+{
+	int r;
+
+	io_client = dm_io_client_create();
+	if (IS_ERR(io_client)) {
+		r = PTR_ERR(io_client);
+		goto bad_io_client;
+	}
+
+	copy_job_pool = mempool_create_kmalloc_pool(DMS_COPY_JOB_POOL_SIZE,
+						    sizeof(struct dms_copy_job));
+	if (!copy_job_pool) {
+		r = -ENOMEM;
+		goto bad_copy_job_pool;
+	}
+
+	dms_wq = alloc_workqueue("kdmsnapd", WQ_MEM_RECLAIM, 0);
+	if (!dms_wq) {
+		r = -ENOMEM;
+		goto bad_wq;
+	}
+
+	kcopyd_client = dm_kcopyd_client_create(&dm_kcopyd_throttle);
+	if (IS_ERR(kcopyd_client)) {
+		r = PTR_ERR(kcopyd_client);
+		goto bad_kcopyd_client;
+	}
+	return 0;
+
+bad_kcopyd_client:
+	kcopyd_client = NULL;
+	destroy_workqueue(dms_wq);
+bad_wq:
+	dms_wq = NULL;
+	mempool_destroy(copy_job_pool);
+bad_copy_job_pool:
+	copy_job_pool = NULL;
+	dm_io_client_destroy(io_client);
+bad_io_client:
+	io_client = NULL;
+	return r;
+}
+
+void dms_shim_queue_work(struct work_struct *work)
+{
+	queue_work(dms_wq, work);
+}
+
+void dms_services_exit(void)
+{
+	dm_kcopyd_client_destroy(kcopyd_client);
+	destroy_workqueue(dms_wq);
+	mempool_destroy(copy_job_pool);
+	dm_io_client_destroy(io_client);
+}
+
+/* ---------------------------------------------------------------- */
+/* dm-io                                                             */
+/* ---------------------------------------------------------------- */
+
+static void dms_io_request(struct dm_io_request *req, unsigned int flags, void *buf)
+{
+	req->bi_opf = (flags & DMS_IO_WRITE) ? REQ_OP_WRITE | REQ_SYNC : REQ_OP_READ;
+	if (flags & DMS_IO_FLUSH)
+		req->bi_opf |= REQ_PREFLUSH;
+	if (flags & DMS_IO_FUA)
+		req->bi_opf |= REQ_FUA;
+	/* dm-io flushes/invalidates vmalloc aliases itself for DM_IO_VMA. */
+	if (is_vmalloc_addr(buf)) {
+		req->mem.type = DM_IO_VMA;
+		req->mem.ptr.vma = buf;
+	} else {
+		req->mem.type = DM_IO_KMEM;
+		req->mem.ptr.addr = buf;
+	}
+	req->client = io_client;
+}
+
+/*
+ * Synchronous: sleeps until the I/O completes.  Callers are constructors
+ * and work items, never a bio submission context (submit_bio recursion).
+ */
+int dms_dev_io_sync(struct dms_dev *dev, unsigned int flags, dms_sector_t sector,
+		    dms_sector_t count, void *buf)
+{
+	struct dm_io_region where = {
+		.bdev = ((struct dm_dev *)dev)->bdev,
+		.sector = sector,
+		.count = count,
+	};
+	struct dm_io_request req = {};
+
+	dms_io_request(&req, flags, buf);
+	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+}
+
+struct dms_async_io {
+	struct work_struct work;
+	dms_io_done_fn fn;
+	void *ctx;
+	int error;
+};
+
+static void dms_async_io_work(struct work_struct *work)
+{
+	struct dms_async_io *io = container_of(work, struct dms_async_io, work);
+	dms_io_done_fn fn = io->fn;
+	void *ctx = io->ctx;
+	int error = io->error;
+
+	/* Freed first: fn may end whatever the I/O belonged to. */
+	kfree(io);
+	fn(ctx, error);
+}
+
+/*
+ * dm-io calls this from bio completion, which may be hard or soft interrupt
+ * context; the ABI promises process context, so hop to the work queue.
+ * error is a bitmask of failed regions: there is only one.
+ */
+static void dms_async_io_notify(unsigned long error, void *context)
+{
+	struct dms_async_io *io = context;
+
+	io->error = error ? -EIO : 0;
+	queue_work(dms_wq, &io->work);
+}
+
+int dms_dev_io_async(struct dms_dev *dev, unsigned int flags, dms_sector_t sector,
+		     dms_sector_t count, void *buf, dms_io_done_fn fn, void *ctx)
+{
+	struct dm_io_region where = {
+		.bdev = ((struct dm_dev *)dev)->bdev,
+		.sector = sector,
+		.count = count,
+	};
+	struct dm_io_request req = {};
+	struct dms_async_io *io;
+	int r;
+
+	/* Allocated before the I/O starts, so completion cannot fail. */
+	io = kmalloc(sizeof(*io), GFP_NOIO);
+	if (!io)
+		return -ENOMEM;
+	INIT_WORK(&io->work, dms_async_io_work);
+	io->fn = fn;
+	io->ctx = ctx;
+
+	dms_io_request(&req, flags, buf);
+	req.notify.fn = dms_async_io_notify;
+	req.notify.context = io;
+	/*
+	 * With a single region dm_io() fails only before dispatch (bad memory
+	 * type), and then it has not called notify.
+	 */
+	r = dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+	if (r)
+		kfree(io);
+	return r;
+}
+
+/* ---------------------------------------------------------------- */
+/* dm-kcopyd                                                         */
+/* ---------------------------------------------------------------- */
+
+/*
+ * kcopyd runs its notify functions from its own work queue.  The context
+ * goes back to the pool before fn runs, so a caller waiting in dms_copy()
+ * for a free context is never waiting on itself.
+ */
+static void dms_copy_notify(int read_err, unsigned long write_err, void *context)
+{
+	struct dms_copy_job job = *(struct dms_copy_job *)context;
+
+	mempool_free(context, copy_job_pool);
+	job.fn(job.ctx, read_err, write_err);
+}
+
+void dms_copy(struct dms_dev *src, dms_sector_t src_sector, dms_sector_t count,
+	      const struct dms_copy_dest *dests, unsigned int ndest,
+	      dms_copy_done_fn fn, void *ctx)
+{
+	struct dm_io_region from = {
+		.bdev = ((struct dm_dev *)src)->bdev,
+		.sector = src_sector,
+		.count = count,
+	};
+	struct dm_io_region to[DMS_COPY_MAX_DESTS];
+	struct dms_copy_job *job;
+	unsigned int i;
+
+	BUILD_BUG_ON(DMS_COPY_MAX_DESTS > DM_KCOPYD_MAX_REGIONS);
+	BUILD_BUG_ON(DMS_COPY_MAX_DESTS > BITS_PER_LONG);
+
+	/*
+	 * kcopyd takes one context pointer; the ABI passes two words.  A
+	 * mempool allocation that may sleep never fails, as dms_copy() must
+	 * not: contexts return to the pool as copies complete.
+	 */
+	job = mempool_alloc(copy_job_pool, GFP_NOIO);
+	job->fn = fn;
+	job->ctx = ctx;
+
+	/* A core bug; fail the copy through the normal completion path. */
+	if (WARN_ON_ONCE(!ndest || ndest > DMS_COPY_MAX_DESTS)) {
+		dm_kcopyd_do_callback(dm_kcopyd_prepare_callback(kcopyd_client,
+								  dms_copy_notify, job),
+				      1, 0);
+		return;
+	}
+
+	for (i = 0; i < ndest; i++) {
+		to[i].bdev = ((struct dm_dev *)dests[i].dev)->bdev;
+		to[i].sector = dests[i].sector;
+		to[i].count = count;
+	}
+	dm_kcopyd_copy(kcopyd_client, &from, ndest, to, 0, dms_copy_notify, job);
+}
+
+/* ---------------------------------------------------------------- */
+/* Locks                                                             */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Spinlocks get the lockdep class the core names (one key per class, not
+ * one per init site), so a stripe lock and the allocation lock nested in
+ * it are two classes.  All dms_rwsems share one class.
+ */
+struct dms_spinlock {
+	spinlock_t lock;
+};
+
+static struct lock_class_key spinlock_keys[DMS_LOCK_CLASSES];
+
+struct dms_spinlock *dms_spinlock_create(unsigned int lock_class)
+{
+	struct dms_spinlock *l;
+
+	if (WARN_ON_ONCE(lock_class >= DMS_LOCK_CLASSES))
+		return NULL;
+	l = kmalloc(sizeof(*l), GFP_KERNEL);
+	if (l) {
+		spin_lock_init(&l->lock);
+		lockdep_set_class(&l->lock, &spinlock_keys[lock_class]);
+	}
+	return l;
+}
+
+void dms_spinlock_destroy(struct dms_spinlock *l)
+{
+	kfree(l);
+}
+
+void dms_spin_lock(struct dms_spinlock *l)
+{
+	spin_lock(&l->lock);
+}
+
+void dms_spin_unlock(struct dms_spinlock *l)
+{
+	spin_unlock(&l->lock);
+}
+
+struct dms_rwsem {
+	struct rw_semaphore sem;
+};
+
+struct dms_rwsem *dms_rwsem_create(void)
+{
+	struct dms_rwsem *l = kmalloc(sizeof(*l), GFP_KERNEL);
+
+	if (l)
+		init_rwsem(&l->sem);
+	return l;
+}
+
+void dms_rwsem_destroy(struct dms_rwsem *l)
+{
+	if (l)
+		WARN_ON_ONCE(rwsem_is_locked(&l->sem));
+	kfree(l);
+}
+
+void dms_down_read(struct dms_rwsem *l)
+{
+	down_read(&l->sem);
+}
+
+void dms_up_read(struct dms_rwsem *l)
+{
+	up_read(&l->sem);
+}
+
+void dms_down_write(struct dms_rwsem *l)
+{
+	down_write(&l->sem);
+}
+
+void dms_up_write(struct dms_rwsem *l)
+{
+	up_write(&l->sem);
+}
+
+/* ---------------------------------------------------------------- */
+/* Work items and waiters                                            */
+/* ---------------------------------------------------------------- */
+
+struct dms_work {
+	struct work_struct work;
+	dms_work_fn fn;
+	void *ctx;
+};
+
+static void dms_work_run(struct work_struct *work)
+{
+	struct dms_work *w = container_of(work, struct dms_work, work);
+
+	w->fn(w->ctx);
+}
+
+struct dms_work *dms_work_create(dms_work_fn fn, void *ctx)
+{
+	struct dms_work *w = kmalloc(sizeof(*w), GFP_KERNEL);
+
+	if (!w)
+		return NULL;
+	INIT_WORK(&w->work, dms_work_run);
+	w->fn = fn;
+	w->ctx = ctx;
+	return w;
+}
+
+/* cancel_work_sync() also stops a work item that requeues itself. */
+void dms_work_destroy(struct dms_work *w)
+{
+	if (!w)
+		return;
+	cancel_work_sync(&w->work);
+	kfree(w);
+}
+
+void dms_work_queue(struct dms_work *w)
+{
+	queue_work(dms_wq, &w->work);
+}
+
+struct dms_waiter {
+	wait_queue_head_t wq;
+};
+
+struct dms_waiter *dms_waiter_create(void)
+{
+	struct dms_waiter *w = kmalloc(sizeof(*w), GFP_KERNEL);
+
+	if (w)
+		init_waitqueue_head(&w->wq);
+	return w;
+}
+
+void dms_waiter_destroy(struct dms_waiter *w)
+{
+	if (w)
+		WARN_ON_ONCE(waitqueue_active(&w->wq));
+	kfree(w);
+}
+
+/*
+ * wait_event() re-checks cond after queuing itself, and wake_up_all()
+ * takes the queue lock: a wake after the condition became true is never
+ * lost.
+ */
+void dms_waiter_wait(struct dms_waiter *w, dms_cond_fn cond, void *ctx)
+{
+	wait_event(w->wq, cond(ctx));
+}
+
+void dms_waiter_wake(struct dms_waiter *w)
+{
+	wake_up_all(&w->wq);
+}
+
+void dms_msleep(unsigned int ms)
+{
+	msleep(ms);
 }

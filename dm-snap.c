@@ -5,17 +5,31 @@
  *
  * The constructors, status lines and every policy live in the C++ core
  * (snapcore/); this file turns dm_target callbacks into dmscore_* calls and
- * implements the dms_* device services the core uses.  Kernel-version
- * differences (6.1 and 6.12) are confined here and in dm-exception-store.c.
+ * implements the dms_* device, bio and table services the core uses.
+ * Kernel-version differences (6.1 and 6.12) are confined here and in
+ * dm-exception-store.c.
  */
+#include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/version.h>
 
+#include "dm-exception-store.h"
 #include "dm-snap.h"
 
 #define DM_MSG_PREFIX "snapshots"
+
+/*
+ * Maximum number of chunks being copied on write (in-tree default and
+ * description).  The core reads it through dms_param_cow_threshold().
+ */
+#define DEFAULT_COW_THRESHOLD 2048
+
+static unsigned int cow_threshold = DEFAULT_COW_THRESHOLD;
+module_param_named(snapshot_cow_threshold, cow_threshold, uint, 0644);
+MODULE_PARM_DESC(snapshot_cow_threshold, "Maximum number of chunks being copied on write");
 
 /* ---------------------------------------------------------------- */
 /* Device services                                                   */
@@ -115,6 +129,179 @@ dms_sector_t dms_dev_size(struct dms_dev *dev)
 	return bdev_nr_sectors(to_dev(dev)->bdev);
 }
 
+void dms_target_event(struct dms_target *ti)
+{
+	dm_table_event(to_ti(ti)->table);
+}
+
+/* Written through sysfs at any time: one plain read per use. */
+unsigned int dms_param_cow_threshold(void)
+{
+	return READ_ONCE(cow_threshold);
+}
+
+/* ---------------------------------------------------------------- */
+/* Bios                                                              */
+/* ---------------------------------------------------------------- */
+
+static inline struct bio *to_bio(struct dms_bio *b)
+{
+	return (struct bio *)b;
+}
+
+static inline struct dms_bio *to_dms_bio(struct bio *bio)
+{
+	return (struct dms_bio *)bio;
+}
+
+/*
+ * The shim's own per-bio state, for dms_bio_submit_hooked(): what the bio
+ * carried before the hook replaced its completion.
+ */
+struct dms_bio_hook {
+	bio_end_io_t *end_io;
+	void *private;
+	dms_io_done_fn fn;
+	void *ctx;
+	struct work_struct work;
+	int error;
+};
+
+/*
+ * Per-bio data layout: [core's part, rounded up to 8][struct dms_bio_hook].
+ * dm places a target's per-bio data so that it ends where dm's own
+ * per-clone structure begins (dm_per_bio_data() counts back from the bio,
+ * dm_bio_from_per_bio_data() forward from the data), whatever the size.
+ * So the hook, last, is found from the bio alone, which is all
+ * dms_bio_submit_hooked() and dms_bio_endio() have; the core's part, first,
+ * from the size the core passes to dms_bio_per_data().
+ */
+static_assert(sizeof(struct dms_bio_hook) % 8 == 0);
+
+static size_t per_bio_data_size(unsigned int core_bytes)
+{
+	return round_up((size_t)core_bytes, 8) + sizeof(struct dms_bio_hook);
+}
+
+static struct dms_bio_hook *bio_hook(struct bio *bio)
+{
+	return dm_per_bio_data(bio, sizeof(struct dms_bio_hook));
+}
+
+void dms_bio_get_info(struct dms_bio *b, struct dms_bio_info *out)
+{
+	struct bio *bio = to_bio(b);
+
+	out->sector = bio->bi_iter.bi_sector;
+	out->sectors = bio_sectors(bio);
+	out->flags = 0;
+	if (op_is_write(bio_op(bio)))
+		out->flags |= DMS_BIO_WRITE;
+	if (bio->bi_opf & REQ_PREFLUSH)
+		out->flags |= DMS_BIO_FLUSH;
+	if (bio->bi_opf & REQ_FUA)
+		out->flags |= DMS_BIO_FUA;
+	if (bio_op(bio) == REQ_OP_DISCARD)
+		out->flags |= DMS_BIO_DISCARD;
+}
+
+void *dms_bio_per_data(struct dms_bio *b, unsigned int per_bio_bytes)
+{
+	return dm_per_bio_data(to_bio(b), per_bio_data_size(per_bio_bytes));
+}
+
+void dms_bio_remap(struct dms_bio *b, struct dms_dev *dev, dms_sector_t sector)
+{
+	struct bio *bio = to_bio(b);
+
+	bio_set_dev(bio, to_dev(dev)->bdev);
+	bio->bi_iter.bi_sector = sector;
+}
+
+void dms_bio_accept_partial(struct dms_bio *b, unsigned int sectors)
+{
+	dm_accept_partial_bio(to_bio(b), sectors);
+}
+
+void dms_bio_submit(struct dms_bio *b)
+{
+	submit_bio_noacct(to_bio(b));
+}
+
+/* Process context: the core's completion may take its locks. */
+static void dms_bio_hook_work(struct work_struct *work)
+{
+	struct dms_bio_hook *hook = container_of(work, struct dms_bio_hook, work);
+
+	hook->fn(hook->ctx, hook->error);
+}
+
+/*
+ * As in-tree full_bio_end_io(): report the completion and leave the bio
+ * alone; it still belongs to the core, which ends it with dms_bio_endio()
+ * (only after fn has run, so the hook in its per-bio data outlives the
+ * work item).  Bio completion may run in interrupt context: hand over to
+ * the work queue, as in-tree hands over to kcopyd's thread.
+ */
+static void dms_bio_hooked_end_io(struct bio *bio)
+{
+	struct dms_bio_hook *hook = bio->bi_private;
+
+	hook->error = blk_status_to_errno(bio->bi_status);
+	INIT_WORK(&hook->work, dms_bio_hook_work);
+	dms_shim_queue_work(&hook->work);
+}
+
+/* As in-tree start_full_bio(). */
+void dms_bio_submit_hooked(struct dms_bio *b, dms_io_done_fn fn, void *ctx)
+{
+	struct bio *bio = to_bio(b);
+	struct dms_bio_hook *hook = bio_hook(bio);
+
+	hook->end_io = bio->bi_end_io;
+	hook->private = bio->bi_private;
+	hook->fn = fn;
+	hook->ctx = ctx;
+	bio->bi_end_io = dms_bio_hooked_end_io;
+	bio->bi_private = hook;
+	submit_bio_noacct(bio);
+}
+
+/*
+ * A hooked bio gets its own completion back first (in-tree
+ * pending_complete() does the same for full_bio), so that bio_endio()
+ * reaches dm and the target's end_io.
+ */
+void dms_bio_endio(struct dms_bio *b, int error)
+{
+	struct bio *bio = to_bio(b);
+
+	if (bio->bi_end_io == dms_bio_hooked_end_io) {
+		struct dms_bio_hook *hook = bio->bi_private;
+
+		bio->bi_end_io = hook->end_io;
+		bio->bi_private = hook->private;
+	}
+	bio->bi_status = errno_to_blk_status(error);
+	bio_endio(bio);
+}
+
+static int map_result(int r)
+{
+	switch (r) {
+	case DMS_MAP_SUBMITTED:
+		return DM_MAPIO_SUBMITTED;
+	case DMS_MAP_REMAPPED:
+		return DM_MAPIO_REMAPPED;
+	case DMS_MAP_KILL:
+		return DM_MAPIO_KILL;
+	default:
+		/* A core bug: failing the bio is the only safe outcome. */
+		WARN_ONCE(1, "dm-snapshot: invalid map result %d", r);
+		return DM_MAPIO_KILL;
+	}
+}
+
 /* ---------------------------------------------------------------- */
 /* Targets                                                           */
 /* ---------------------------------------------------------------- */
@@ -123,6 +310,8 @@ static int apply_setup(struct dm_target *ti, const struct dmscore_target_setup *
 {
 	ti->num_flush_bios = setup->num_flush_bios;
 	ti->num_discard_bios = setup->num_discard_bios;
+	/* Exactly this size: dm_per_bio_data() depends on it. */
+	ti->per_io_data_size = per_bio_data_size(setup->per_bio_bytes);
 	if (setup->max_io_len)
 		return dm_set_target_max_io_len(ti, setup->max_io_len);
 	return 0;
@@ -162,14 +351,67 @@ static void snapshot_dtr(struct dm_target *ti)
 	dmscore_snapshot_dtr(ti->private);
 }
 
-/*
- * The copy-on-write I/O path is not part of this version: snapshot I/O fails
- * rather than returning data that might not be the snapshot's.
- */
 static int snapshot_map(struct dm_target *ti, struct bio *bio)
 {
-	DMERR_LIMIT("snapshot I/O is not supported by this version");
+	return map_result(dmscore_snapshot_map(ti->private, to_dms_bio(bio)));
+}
+
+/*
+ * dm calls this for every clone that ends, whether dm submitted it
+ * (DM_MAPIO_REMAPPED) or the core ended it with dms_bio_endio(); not for
+ * DM_MAPIO_KILL.
+ */
+static int snapshot_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
+{
+	dmscore_snapshot_end_io(ti->private, to_dms_bio(bio), blk_status_to_errno(*error));
+	return DM_ENDIO_DONE;
+}
+
+/*
+ * Merging is not part of this version: snapshot-merge I/O fails rather than
+ * returning data that might not be the merged device's.
+ */
+static int merge_map(struct dm_target *ti, struct bio *bio)
+{
+	DMERR_LIMIT("snapshot-merge: I/O is not supported by this version");
 	return DM_MAPIO_KILL;
+}
+
+/* The core names the devices and ranges; this adapts the callback. */
+struct iterate_ctx {
+	struct dm_target *ti;
+	iterate_devices_callout_fn fn;
+	void *data;
+};
+
+static int iterate_one(void *c, struct dms_dev *dev, dms_sector_t start, dms_sector_t len)
+{
+	struct iterate_ctx *ic = c;
+
+	return ic->fn(ic->ti, to_dev(dev), start, len, ic->data);
+}
+
+static int snapshot_iterate_devices(struct dm_target *ti,
+				    iterate_devices_callout_fn fn, void *data)
+{
+	struct iterate_ctx ic = { .ti = ti, .fn = fn, .data = data };
+
+	return dmscore_snapshot_iterate_devices(ti->private, iterate_one, &ic);
+}
+
+static int snapshot_preresume(struct dm_target *ti)
+{
+	return dmscore_snapshot_preresume(ti->private);
+}
+
+static void snapshot_resume(struct dm_target *ti)
+{
+	dmscore_snapshot_resume(ti->private);
+}
+
+static void snapshot_postsuspend(struct dm_target *ti)
+{
+	dmscore_snapshot_postsuspend(ti->private);
 }
 
 static int status_type(status_type_t type)
@@ -216,8 +458,17 @@ static void origin_dtr(struct dm_target *ti)
 
 static int origin_map(struct dm_target *ti, struct bio *bio)
 {
-	bio_set_dev(bio, to_dev(dmscore_origin_dev(ti->private))->bdev);
-	return DM_MAPIO_REMAPPED;
+	return map_result(dmscore_origin_map(ti->private, to_dms_bio(bio)));
+}
+
+static void origin_resume(struct dm_target *ti)
+{
+	dmscore_origin_resume(ti->private);
+}
+
+static void origin_postsuspend(struct dm_target *ti)
+{
+	dmscore_origin_postsuspend(ti->private);
 }
 
 static void origin_status(struct dm_target *ti, status_type_t type,
@@ -241,6 +492,8 @@ static struct target_type origin_target = {
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,
 	.map = origin_map,
+	.resume = origin_resume,
+	.postsuspend = origin_postsuspend,
 	.status = origin_status,
 	.iterate_devices = origin_iterate_devices,
 };
@@ -253,7 +506,12 @@ static struct target_type snapshot_target = {
 	.ctr = snapshot_ctr,
 	.dtr = snapshot_dtr,
 	.map = snapshot_map,
+	.end_io = snapshot_end_io,
+	.preresume = snapshot_preresume,
+	.resume = snapshot_resume,
+	.postsuspend = snapshot_postsuspend,
 	.status = snapshot_status,
+	.iterate_devices = snapshot_iterate_devices,
 };
 
 static struct target_type merge_target = {
@@ -263,28 +521,51 @@ static struct target_type merge_target = {
 	.module = THIS_MODULE,
 	.ctr = merge_ctr,
 	.dtr = snapshot_dtr,
-	.map = snapshot_map,
+	.map = merge_map,
+	.preresume = snapshot_preresume,
+	.resume = snapshot_resume,
+	.postsuspend = snapshot_postsuspend,
 	.status = snapshot_status,
+	.iterate_devices = snapshot_iterate_devices,
 };
 
 static struct target_type *const targets[] = {
 	&snapshot_target, &origin_target, &merge_target,
 };
 
+/* The core uses the kernel services, so they come up first and go last. */
 static int __init dm_snapshot_init(void)
 {
 	int i, r;
+
+	r = dms_services_init();
+	if (r) {
+		DMERR("Failed to initialise kernel services: %d", r);
+		return r;
+	}
+
+	r = dmscore_init();
+	if (r) {
+		DMERR("Failed to initialise the core: %d", r);
+		goto bad_core;
+	}
 
 	for (i = 0; i < ARRAY_SIZE(targets); i++) {
 		r = dm_register_target(targets[i]);
 		if (r < 0) {
 			DMERR("%s target register failed %d", targets[i]->name, r);
-			while (--i >= 0)
-				dm_unregister_target(targets[i]);
-			return r;
+			goto bad_register;
 		}
 	}
 	return 0;
+
+bad_register:
+	while (--i >= 0)
+		dm_unregister_target(targets[i]);
+	dmscore_exit();
+bad_core:
+	dms_services_exit();
+	return r;
 }
 
 static void __exit dm_snapshot_exit(void)
@@ -293,6 +574,8 @@ static void __exit dm_snapshot_exit(void)
 
 	for (i = ARRAY_SIZE(targets) - 1; i >= 0; i--)
 		dm_unregister_target(targets[i]);
+	dmscore_exit();
+	dms_services_exit();
 }
 
 module_init(dm_snapshot_init);

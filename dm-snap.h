@@ -46,6 +46,8 @@ typedef __SIZE_TYPE__ dms_size_t;
 #define DMS_EINVAL 22
 #define DMS_EIO 5
 #define DMS_ENXIO 6
+#define DMS_ENOSPC 28
+#define DMS_EEXIST 17
 
 /* ------------------------------------------------------------------ */
 /* Kernel services used by the core                                    */
@@ -53,6 +55,8 @@ typedef __SIZE_TYPE__ dms_size_t;
 
 /* Memory.  Zeroed, may sleep, may fail (returns 0). */
 void *dms_zalloc(dms_size_t size);
+/* The same without starting I/O to reclaim (GFP_NOIO): for the I/O path. */
+void *dms_zalloc_noio(dms_size_t size);
 void dms_free(void *p);
 
 /* Log levels map to KERN_ERR, KERN_WARNING, KERN_INFO, KERN_DEBUG. */
@@ -93,6 +97,196 @@ unsigned int dms_dev_logical_block_size(struct dms_dev *dev);
 /* Current size; read live, never cached (lvextend grows COW devices). */
 dms_sector_t dms_dev_size(struct dms_dev *dev);
 
+/* Synchronous I/O on a held device through dm-io; buf from dms_zalloc(). */
+enum dms_io_flags {
+	DMS_IO_READ = 0,
+	DMS_IO_WRITE = 1,
+	DMS_IO_FLUSH = 2,	/* REQ_PREFLUSH: earlier writes are durable first */
+	DMS_IO_FUA = 4,		/* REQ_FUA: this write is durable on completion */
+};
+int dms_dev_io_sync(struct dms_dev *dev, unsigned int dms_io_flags,
+		    dms_sector_t sector, dms_sector_t count, void *buf);
+
+/*
+ * Asynchronous I/O on a held device through dm-io; buf from dms_zalloc(),
+ * untouched until fn runs.  fn(ctx, error) runs in process context, on the
+ * module's work queue, when the I/O is done; error is 0 or -EIO (dm-io
+ * reports only which regions failed).  May sleep: it allocates with
+ * GFP_NOIO and dm-io waits on its mempools, so call it from process
+ * context without a spinlock held.  Returns 0, or -ENOMEM (or another
+ * -errno) if the request cannot be started, in which case fn is not
+ * called.
+ */
+typedef void (*dms_io_done_fn)(void *ctx, int error);
+int dms_dev_io_async(struct dms_dev *dev, unsigned int dms_io_flags,
+		     dms_sector_t sector, dms_sector_t count, void *buf,
+		     dms_io_done_fn fn, void *ctx);
+
+/*
+ * Copies through dm-kcopyd (one module-wide client, throttled by the
+ * snapshot_copy_throttle parameter): `count` sectors from src at src_sector
+ * to each of the ndest destinations (1 to DMS_COPY_MAX_DESTS): the source
+ * is read once.  Cannot fail to start.  fn(ctx, read_error,
+ * write_error_mask) runs in process context (kcopyd's work queue) when the
+ * copy is over: read_error is 1 if reading the source failed, and then no
+ * destination was written and the mask is 0; otherwise bit i of
+ * write_error_mask is set when writing destination i failed.  May sleep
+ * (GFP_NOIO mempool allocations): process context, no spinlock held.
+ * Throttling delays the copy, not the caller.
+ */
+#define DMS_COPY_MAX_DESTS 8
+struct dms_copy_dest {
+	struct dms_dev *dev;
+	dms_sector_t sector;
+};
+typedef void (*dms_copy_done_fn)(void *ctx, int read_error,
+				 unsigned long write_error_mask);
+void dms_copy(struct dms_dev *src, dms_sector_t src_sector, dms_sector_t count,
+	      const struct dms_copy_dest *dests, unsigned int ndest,
+	      dms_copy_done_fn fn, void *ctx);
+
+/*
+ * Locks.  Sizes vary with the kernel configuration (lockdep), so the shim
+ * allocates them; the core holds pointers.  create may sleep (GFP_KERNEL)
+ * and returns 0 on failure; destroy accepts 0.  Spinlocks are taken with
+ * interrupts enabled and never from interrupt context.  Each spinlock
+ * belongs to a lockdep class the core names, so that nesting locks of
+ * different classes (a stripe, then the allocator) is not taken for
+ * recursion; two locks of one class are never held together.
+ */
+enum dms_lock_class {
+	DMS_LOCK_STRIPE = 0,	/* exception-table stripes */
+	DMS_LOCK_ALLOC = 1,	/* COW allocation, nested in a stripe lock */
+	DMS_LOCK_COMMIT = 2,	/* completed-copy queue */
+	DMS_LOCK_CLASSES = 3,
+};
+struct dms_spinlock;
+struct dms_spinlock *dms_spinlock_create(unsigned int dms_lock_class);
+void dms_spinlock_destroy(struct dms_spinlock *l);
+void dms_spin_lock(struct dms_spinlock *l);
+void dms_spin_unlock(struct dms_spinlock *l);
+
+struct dms_rwsem;	/* sleeping reader/writer lock */
+struct dms_rwsem *dms_rwsem_create(void);
+void dms_rwsem_destroy(struct dms_rwsem *l);
+void dms_down_read(struct dms_rwsem *l);
+void dms_up_read(struct dms_rwsem *l);
+void dms_down_write(struct dms_rwsem *l);
+void dms_up_write(struct dms_rwsem *l);
+
+/*
+ * Work items on the module's work queue (WQ_MEM_RECLAIM: metadata commits
+ * must make progress under memory pressure).  create may sleep
+ * (GFP_KERNEL) and returns 0 on failure.  Queuing an already queued item
+ * (not yet started) is a no-op; queuing a running item runs it once more.
+ * queue never sleeps.  destroy (cancel_work_sync) drops a queued instance
+ * that has not started, waits for a running one to finish, and stops one
+ * that queues itself; it sleeps, so never call it from the item's own fn.
+ * destroy accepts 0.
+ */
+struct dms_work;
+typedef void (*dms_work_fn)(void *ctx);
+struct dms_work *dms_work_create(dms_work_fn fn, void *ctx);
+void dms_work_destroy(struct dms_work *w);
+void dms_work_queue(struct dms_work *w);
+
+/*
+ * Event counters: a sleeping wait for a condition the core re-checks.
+ * dms_waiter_wait(w, cond, ctx) sleeps (uninterruptibly, as wait_event)
+ * until cond(ctx) is true; cond runs in the waiter's context, possibly
+ * several times.  Any thread that may have made it true calls
+ * dms_waiter_wake(w), which wakes every waiter and never sleeps.  create
+ * may sleep (GFP_KERNEL) and returns 0 on failure; destroy accepts 0 and
+ * must not race with a waiter.
+ */
+struct dms_waiter;
+typedef int (*dms_cond_fn)(void *ctx);
+struct dms_waiter *dms_waiter_create(void);
+void dms_waiter_destroy(struct dms_waiter *w);
+void dms_waiter_wait(struct dms_waiter *w, dms_cond_fn cond, void *ctx);
+void dms_waiter_wake(struct dms_waiter *w);
+
+/* Sleeps (msleep: at least ms milliseconds, uninterruptibly). */
+void dms_msleep(unsigned int ms);
+
+/*
+ * Raise a device-mapper table event (dmeventd listens).  May sleep
+ * (dm_table_event takes a mutex): process context, no spinlock held.
+ */
+void dms_target_event(struct dms_target *ti);
+
+/*
+ * Module parameters, read at each use: the current values.
+ * snapshot_cow_threshold (default 2048; 0 is allowed, as in-tree).
+ */
+unsigned int dms_param_cow_threshold(void);
+
+/*
+ * Bios.  A bio handed to the core by a map call belongs to the core until
+ * it is remapped and returned DMS_MAP_REMAPPED, or submitted/ended by the
+ * core later.  Each bio carries per_bio_bytes (from the target setup) of
+ * per-bio data the core owns while it holds the bio.
+ */
+struct dms_bio;
+
+enum dms_bio_flags {
+	DMS_BIO_WRITE = 1,	/* op_is_write(): also set for discards */
+	DMS_BIO_FLUSH = 2,	/* REQ_PREFLUSH */
+	DMS_BIO_FUA = 4,
+	DMS_BIO_DISCARD = 8,
+};
+
+struct dms_bio_info {
+	/*
+	 * The sector as dm passes it.  Like the in-tree driver, the snapshot
+	 * targets treat it as the device sector: their tables start at 0.
+	 */
+	dms_sector_t sector;
+	unsigned int sectors;
+	unsigned int flags;	/* dms_bio_flags */
+};
+
+/*
+ * Only dms_bio_submit() and dms_bio_submit_hooked() may sleep (the block
+ * layer may wait for a request); inside a map call they only queue the bio.
+ */
+void dms_bio_get_info(struct dms_bio *bio, struct dms_bio_info *out);
+/*
+ * The core's per-bio data: per_bio_bytes must be the value the core put in
+ * its target setup.  8-byte aligned; not zeroed by dm.
+ */
+void *dms_bio_per_data(struct dms_bio *bio, unsigned int per_bio_bytes);
+/* Points the bio at dev, sector (absolute on dev). */
+void dms_bio_remap(struct dms_bio *bio, struct dms_dev *dev, dms_sector_t sector);
+/*
+ * Keeps only the first `sectors` (at most the bio's); dm resubmits the
+ * rest.  Map context only, and not for the copies dm sends when
+ * num_flush_bios or num_discard_bios is above 1 (dm BUG()s).
+ */
+void dms_bio_accept_partial(struct dms_bio *bio, unsigned int sectors);
+/* Sends a remapped bio the core held (submit_bio_noacct; process context). */
+void dms_bio_submit(struct dms_bio *bio);
+/*
+ * Ends a bio with 0 or -errno (an errno the block layer does not know
+ * becomes BLK_STS_IOERR).  A hooked bio gets its original completion back
+ * first.  For the snapshot target, dm then calls its end_io, so
+ * dmscore_snapshot_end_io() sees this bio too.
+ */
+void dms_bio_endio(struct dms_bio *bio, int error);
+/*
+ * Submits a remapped bio (submit_bio_noacct; process context); when its
+ * I/O completes, calls fn(ctx, error) from the module's work queue
+ * (process context) instead of ending it.  The core ends it later with
+ * dms_bio_endio(), not before fn has been called.
+ */
+void dms_bio_submit_hooked(struct dms_bio *bio, dms_io_done_fn fn, void *ctx);
+
+enum dms_map_result {
+	DMS_MAP_SUBMITTED = 0,	/* the core holds or ended the bio */
+	DMS_MAP_REMAPPED = 1,	/* dm submits the remapped bio */
+	DMS_MAP_KILL = 2,	/* dm ends the bio with an I/O error */
+};
+
 /* ------------------------------------------------------------------ */
 /* Core entry points used by the shims                                 */
 /* ------------------------------------------------------------------ */
@@ -110,7 +304,12 @@ struct dmscore_target_setup {
 	unsigned int num_flush_bios;
 	unsigned int num_discard_bios;
 	dms_sector_t max_io_len;	/* 0: no limit */
+	unsigned int per_bio_bytes;	/* per-bio data the core needs */
 };
+
+/* Module load and unload: the core's global state (the origin registry). */
+int dmscore_init(void);
+void dmscore_exit(void);
 
 enum dmscore_status_type {
 	DMSCORE_STATUS_INFO = 0,
@@ -128,6 +327,27 @@ void dmscore_snapshot_status(struct dmscore_snapshot *s, int type,
 			     const char *target_name, char *result,
 			     unsigned int maxlen);
 
+/*
+ * The devices the target maps onto, for dm's iterate_devices (queue limits,
+ * flush/FUA support, device-size checks): calls fn(ctx, dev, start, len)
+ * for each until one returns nonzero, and returns that value (0 if none).
+ * In-tree: the origin over the target's length, then the whole COW device.
+ */
+typedef int (*dms_dev_iter_fn)(void *ctx, struct dms_dev *dev,
+			       dms_sector_t start, dms_sector_t len);
+int dmscore_snapshot_iterate_devices(struct dmscore_snapshot *s,
+				     dms_dev_iter_fn fn, void *ctx);
+
+/* Returns a dms_map_result. */
+int dmscore_snapshot_map(struct dmscore_snapshot *s, struct dms_bio *bio);
+/* Every bio the snapshot target remapped ends here first (error: 0/-errno). */
+void dmscore_snapshot_end_io(struct dmscore_snapshot *s, struct dms_bio *bio, int error);
+/* 0 or -errno: refuses resume (handover rules). */
+int dmscore_snapshot_preresume(struct dmscore_snapshot *s);
+void dmscore_snapshot_resume(struct dmscore_snapshot *s);
+/* Returns after every copy and commit in flight has finished. */
+void dmscore_snapshot_postsuspend(struct dmscore_snapshot *s);
+
 int dmscore_origin_ctr(struct dms_target *ti, unsigned int argc, char **argv,
 		       struct dmscore_target_setup *setup,
 		       struct dmscore_origin **out);
@@ -137,6 +357,9 @@ void dmscore_origin_status(struct dmscore_origin *o, int type,
 			   unsigned int maxlen);
 /* The device an origin maps to (the shim remaps bios onto it). */
 struct dms_dev *dmscore_origin_dev(struct dmscore_origin *o);
+int dmscore_origin_map(struct dmscore_origin *o, struct dms_bio *bio);
+void dmscore_origin_resume(struct dmscore_origin *o);
+void dmscore_origin_postsuspend(struct dmscore_origin *o);
 
 #ifdef __cplusplus
 }

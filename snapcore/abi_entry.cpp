@@ -4,6 +4,7 @@
 #include "dm-snap.h"
 #include "ktl/new.hpp"
 #include "origin.hpp"
+#include "origin_registry.hpp"
 #include "snapshot.hpp"
 #include "text.hpp"
 
@@ -24,6 +25,16 @@ dmscore_origin* as_handle(Origin* o) { return reinterpret_cast<dmscore_origin*>(
 }  // namespace
 
 extern "C" {
+
+int dmscore_init(void)
+{
+	return snapcore::OriginRegistry::init();
+}
+
+void dmscore_exit(void)
+{
+	snapcore::OriginRegistry::exit();
+}
 
 int dmscore_snapshot_ctr(dms_target* ti, int kind, unsigned int argc, char** argv,
 			 dmscore_target_setup* setup, dmscore_snapshot** out)
@@ -48,6 +59,36 @@ void dmscore_snapshot_status(dmscore_snapshot* s, int type, const char* target_n
 {
 	TextSink out(result, maxlen);
 	as_cxx(s)->status(type, target_name, out);
+}
+
+int dmscore_snapshot_iterate_devices(dmscore_snapshot* s, dms_dev_iter_fn fn, void* ctx)
+{
+	return as_cxx(s)->iterate_devices(fn, ctx);
+}
+
+int dmscore_snapshot_map(dmscore_snapshot* s, dms_bio* bio)
+{
+	return as_cxx(s)->map(bio);
+}
+
+void dmscore_snapshot_end_io(dmscore_snapshot* s, dms_bio* bio, int error)
+{
+	as_cxx(s)->end_io(bio, error);
+}
+
+int dmscore_snapshot_preresume(dmscore_snapshot* s)
+{
+	return as_cxx(s)->preresume();
+}
+
+void dmscore_snapshot_resume(dmscore_snapshot* s)
+{
+	as_cxx(s)->resume();
+}
+
+void dmscore_snapshot_postsuspend(dmscore_snapshot* s)
+{
+	as_cxx(s)->postsuspend();
 }
 
 int dmscore_origin_ctr(dms_target* ti, unsigned int argc, char** argv,
@@ -75,6 +116,22 @@ void dmscore_origin_status(dmscore_origin* o, int type, const char* target_name,
 dms_dev* dmscore_origin_dev(dmscore_origin* o)
 {
 	return as_cxx(o)->dev();
+}
+
+int dmscore_origin_map(dmscore_origin* o, dms_bio* bio)
+{
+	return as_cxx(o)->map(bio);
+}
+
+void dmscore_origin_resume(dmscore_origin* o)
+{
+	as_cxx(o)->resume();
+}
+
+// Nothing to undo yet: an origin registers nothing at resume.  (The merge
+// target will look origins up here.)
+void dmscore_origin_postsuspend(dmscore_origin* o)
+{
 }
 
 }  // extern "C"

@@ -1,3 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
 # Objects of the C++ core, shared by Kbuild (module) and CMakeLists.txt (host).
-snapcore-objs := abi_entry.o disk_format.o origin.o snapshot.o table_args.o text.o
+snapcore-objs := abi_entry.o chunk_map.o disk_format.o exception_table.o \
+	origin.o origin_registry.o persistent_store.o snapshot.o snapshot_io.o \
+	table_args.o text.o

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "origin.hpp"
 
+#include "bio_list.hpp"
+#include "origin_registry.hpp"
 #include "table_args.hpp"
 #include "text.hpp"
 
@@ -25,9 +27,11 @@ int Origin::create(dms_target* ti, ktl::u32 argc, char* const* argv,
 		dms_target_set_error(ti, errors::kAllocOrigin);
 		return -DMS_ENOMEM;
 	}
+	o->devt_ = dms_dev_devt(dev);
 	setup->num_flush_bios = 1;
 	setup->num_discard_bios = 0;
 	setup->max_io_len = 0;
+	setup->per_bio_bytes = sizeof(PerBio);
 	*out = o;
 	return 0;
 }
@@ -35,6 +39,31 @@ int Origin::create(dms_target* ti, ktl::u32 argc, char* const* argv,
 Origin::~Origin()
 {
 	dms_target_put_device(ti_, dev_);
+}
+
+void Origin::resume()
+{
+	split_sectors_.store(OriginRegistry::get().min_chunk_sectors(devt_));
+}
+
+int Origin::map(dms_bio* bio)
+{
+	PerBio* pb = per_bio_init(bio);
+	dms_bio_info info;
+	dms_bio_get_info(bio, &info);
+	dms_bio_remap(bio, dev_, info.sector);
+	if ((info.flags & DMS_BIO_FLUSH) || !(info.flags & DMS_BIO_WRITE))
+		return DMS_MAP_REMAPPED;
+	// One chunk of every snapshot per write, as in-tree: copies stay
+	// chunk-sized.  (Correctness does not depend on it: origin_write
+	// handles writes that span chunks of a snapshot added since resume.)
+	const ktl::u32 split = split_sectors_.load();
+	if (split) {
+		const ktl::u32 room = split - static_cast<ktl::u32>(info.sector & (split - 1));
+		if (info.sectors > room)
+			dms_bio_accept_partial(bio, room);
+	}
+	return OriginRegistry::get().origin_write(devt_, pb, true);
 }
 
 void Origin::status(int type, const char* target_name, TextSink& out) const

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
+// Snapshot construction, destruction and status.  The I/O paths are in
+// snapshot_io.cpp.
 #include "snapshot.hpp"
 
 #include "area_layout.hpp"
 #include "ktl/new.hpp"
+#include "origin_registry.hpp"
 #include "text.hpp"
 
 namespace snapcore {
@@ -56,80 +59,157 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 	// writable; a plain snapshot only reads it.
 	const bool merging = kind == SnapshotKind::kMerge;
 	DeviceRef origin(ti);
-	if (origin.get(head.origin_path, merging ? DMS_MODE_READ_WRITE : DMS_MODE_READ))
-		return fail(ti, errors::kOriginGet, -DMS_EINVAL);
+	if (int r = origin.get(head.origin_path, merging ? DMS_MODE_READ_WRITE : DMS_MODE_READ))
+		return fail(ti, errors::kOriginGet, r);
 
 	const dms_devt_t cow_devt = dms_lookup_devt(head.cow_path);
 	if (cow_devt && cow_devt == dms_dev_devt(origin.get()))
 		return fail(ti, errors::kCowSameAsOrigin, -DMS_EINVAL);
 
 	DeviceRef cow(ti);
-	if (cow.get(head.cow_path, DMS_MODE_TABLE))
-		return fail(ti, errors::kCowGet, -DMS_EINVAL);
+	if (int r = cow.get(head.cow_path, DMS_MODE_TABLE))
+		return fail(ti, errors::kCowGet, r);
 
 	StoreSpec spec;
 	if (const char* err = parse_store_spec(head, &spec))
 		return fail(ti, err, -DMS_EINVAL);
+	const u32 origin_block = dms_dev_logical_block_size(origin.get());
+	const u32 cow_block = dms_dev_logical_block_size(cow.get());
 	if (spec.chunk_sectors) {
-		if (const char* err = validate_chunk_size(
-			    spec.chunk_sectors, dms_dev_logical_block_size(origin.get()),
-			    dms_dev_logical_block_size(cow.get())))
+		if (const char* err = validate_chunk_size(spec.chunk_sectors, origin_block, cow_block))
 			return fail(ti, err, -DMS_EINVAL);
 	}
 	if (merging && spec.type != StoreType::kPersistent)
 		return fail(ti, errors::kMergeNeedsPersistent, -DMS_EINVAL);
-	if (!spec.chunk_sectors)
+	if (spec.type == StoreType::kTransient && !spec.chunk_sectors)
 		return fail(ti, errors::kChunkNotSet, -DMS_EINVAL);
 
-	Snapshot* s = ktl::make<Snapshot>(ti);
+	ktl::Owned<Snapshot> s(ktl::make<Snapshot>(ti));
 	if (!s)
 		return fail(ti, errors::kAllocSnapshot, -DMS_ENOMEM);
 	s->kind_ = kind;
 	s->spec_ = spec;
 	s->features_ = head.features;
+	s->origin_devt_ = dms_dev_devt(origin.get());
 	s->origin_ = origin.release();
 	s->cow_ = cow.release();
+	if (int r = s->init_runtime())
+		return fail(ti, errors::kAllocTables, r);
+
 	if (spec.type == StoreType::kPersistent) {
-		const AreaLayout layout(spec.chunk_sectors);
-		s->next_free_chunk_ = layout.first_data_chunk();
+		const char* err = nullptr;
+		const StoreOpenParams params{s->cow_, spec.chunk_sectors, origin_block, cow_block};
+		if (int r = s->load_store(params, &err))
+			return fail(ti, err, r);
+	} else {
+		s->chunk_sectors_ = spec.chunk_sectors;
 	}
+	s->chunk_shift_ = ktl::ffs_index(s->chunk_sectors_);
+	s->spec_.chunk_sectors = s->chunk_sectors_;
+
+	// Exceptions start being made at resume; from now on origin writes
+	// can see this snapshot.
+	OriginRegistry::get().add(s.get());
+	s->registered_ = true;
 
 	// A merge target sends each flush twice: once to the origin and once
 	// to the COW, both of which it writes.
 	setup->num_flush_bios = merging ? 2 : 1;
 	setup->num_discard_bios = 0;
-	setup->max_io_len = spec.chunk_sectors;
-	*out = s;
+	setup->max_io_len = s->chunk_sectors_;
+	setup->per_bio_bytes = sizeof(PerBio);
+	*out = s.release();
+	return 0;
+}
+
+int Snapshot::init_runtime()
+{
+	alloc_lock_ = dms_spinlock_create(DMS_LOCK_ALLOC);
+	commit_lock_ = dms_spinlock_create(DMS_LOCK_COMMIT);
+	waiter_ = dms_waiter_create();
+	commit_work_ = dms_work_create(&Snapshot::commit_work, this);
+	if (!alloc_lock_ || !commit_lock_ || !waiter_ || !commit_work_)
+		return -DMS_ENOMEM;
+	return table_.init();
+}
+
+int Snapshot::load_store(const StoreOpenParams& params, const char** error)
+{
+	if (int r = PersistentStore::open(params, &pstore_, error))
+		return r;
+	chunk_sectors_ = pstore_->chunk_sectors();
+	int r = pstore_->load(
+		[this](ktl::u64 old_chunk, ktl::u64 new_chunk) {
+			return table_.insert(old_chunk, new_chunk, false);
+		},
+		error);
+	if (r == -DMS_EEXIST)
+		*error = errors::kMetadataDuplicate;
+	if (r)
+		return r;
+	valid_.store(pstore_->valid());
 	return 0;
 }
 
 Snapshot::~Snapshot()
 {
+	if (registered_)
+		OriginRegistry::get().remove(this);
+	if (waiter_)
+		wait_idle();
+	if (commit_work_) {
+		dms_work_destroy(commit_work_);
+		// A header write queued by a last invalidation still happens.
+		commit_ready();
+	}
+	ktl::destroy(pstore_);
+	if (waiter_)
+		dms_waiter_destroy(waiter_);
+	if (commit_lock_)
+		dms_spinlock_destroy(commit_lock_);
+	if (alloc_lock_)
+		dms_spinlock_destroy(alloc_lock_);
 	if (cow_)
 		dms_target_put_device(ti_, cow_);
 	if (origin_)
 		dms_target_put_device(ti_, origin_);
 }
 
-void Snapshot::emit_usage(TextSink& out) const
+int Snapshot::iterate_devices(dms_dev_iter_fn fn, void* ctx)
 {
-	const u64 chunk = spec_.chunk_sectors;
-	const u64 total = dms_dev_size(cow_);
-	if (spec_.type == StoreType::kTransient) {
-		out.dec(next_free_chunk_ * chunk).chr('/').dec(total).str(" 0");
-		return;
-	}
-	// Header plus every metadata area up to the current one.
-	const u64 metadata = (current_area_ + 1 + disk::kHeaderChunks) * chunk;
-	out.dec(next_free_chunk_ * chunk).chr('/').dec(total).chr(' ').dec(metadata);
+	if (int r = fn(ctx, origin_, 0, dms_target_len(ti_)))
+		return r;
+	return fn(ctx, cow_, 0, dms_dev_size(cow_));
 }
 
-void Snapshot::status(int type, const char* target_name, TextSink& out) const
+void Snapshot::emit_usage(TextSink& out)
+{
+	const u64 total = dms_dev_size(cow_);
+	if (!pstore_) {
+		u64 allocated;
+		{
+			ktl::SpinGuard g(alloc_lock_);
+			allocated = transient_next_sector_;
+		}
+		out.dec(allocated).chr('/').dec(total).str(" 0");
+		return;
+	}
+	u64 allocated;
+	{
+		ktl::SpinGuard g(alloc_lock_);
+		allocated = pstore_->allocated_sectors();
+	}
+	out.dec(allocated).chr('/').dec(total).chr(' ').dec(pstore_->metadata_sectors());
+}
+
+void Snapshot::status(int type, const char* target_name, TextSink& out)
 {
 	switch (type) {
 	case DMSCORE_STATUS_INFO:
-		if (!valid_)
+		if (!valid_.load())
 			out.str("Invalid");
+		else if (overflow_.load())
+			out.str("Overflow");
 		else
 			emit_usage(out);
 		break;
@@ -139,7 +219,7 @@ void Snapshot::status(int type, const char* target_name, TextSink& out) const
 			out.str(" N ");
 		else
 			out.str(spec_.overflow_supported ? " PO " : " P ");
-		out.dec(spec_.chunk_sectors);
+		out.dec(chunk_sectors_);
 		if (const u32 n = features_.count()) {
 			out.chr(' ').dec(n);
 			if (features_.discard_zeroes_cow)
@@ -158,9 +238,9 @@ void Snapshot::status(int type, const char* target_name, TextSink& out) const
 				.chr('.').dec(DMS_SNAPSHOT_VERSION_PATCH);
 		out.str(",snap_origin_name=").str(dms_dev_name(origin_));
 		out.str(",snap_cow_name=").str(dms_dev_name(cow_));
-		out.str(",snap_valid=").chr(valid_ ? 'y' : 'n');
+		out.str(",snap_valid=").chr(valid_.load() ? 'y' : 'n');
 		out.str(",snap_merge_failed=n");
-		out.str(",snapshot_overflowed=n;");
+		out.str(",snapshot_overflowed=").chr(overflow_.load() ? 'y' : 'n').chr(';');
 		break;
 	}
 }

@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
-// One `snapshot` or `snapshot-merge` target instance.
+// One `snapshot` or `snapshot-merge` target instance: its devices, its
+// exception store, its exception table, and the copy-on-write state
+// machine (snapshot_io.cpp has the design).
 #pragma once
 
+#include "bio_list.hpp"
 #include "dm-snap.h"
+#include "exception_table.hpp"
+#include "ktl/lock.hpp"
 #include "ktl/new.hpp"
 #include "ktl/types.hpp"
+#include "pending.hpp"
+#include "persistent_store.hpp"
 #include "table_args.hpp"
 
 namespace snapcore {
@@ -13,11 +20,16 @@ class TextSink;
 
 enum class SnapshotKind { kSnapshot, kMerge };
 
+namespace errors {
+inline constexpr const char kAllocTables[] = "Unable to allocate hash table space";
+}
+
 class Snapshot final {
 public:
-	// Parses and validates the table line, takes the devices, and fills
-	// *setup with what the shim must configure on the dm_target.  On
-	// failure sets ti->error, holds nothing, and returns -errno.
+	// Parses and validates the table line, takes the devices, reads (or
+	// initialises) the COW metadata, and fills *setup with what the shim
+	// must configure on the dm_target.  On failure sets ti->error, holds
+	// nothing, writes nothing to a COW it did not accept, returns -errno.
 	static int create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* argv,
 			  dmscore_target_setup* setup, Snapshot** out);
 	~Snapshot();
@@ -25,30 +37,114 @@ public:
 	Snapshot(const Snapshot&) = delete;
 	Snapshot& operator=(const Snapshot&) = delete;
 
-	void status(int type, const char* target_name, TextSink& out) const;
+	void status(int type, const char* target_name, TextSink& out);
+
+	// dm's iterate_devices: the origin over the target's length, then the
+	// whole COW device, as in-tree.
+	int iterate_devices(dms_dev_iter_fn fn, void* ctx);
+
+	int map(dms_bio* bio);
+	void end_io(dms_bio* bio, int error);
+	int preresume() { return 0; }
+	void resume() { active_.store(true); }
+	void postsuspend() { wait_idle(); }
 
 	SnapshotKind kind() const { return kind_; }
-	u32 chunk_sectors() const { return spec_.chunk_sectors; }
+	u32 chunk_sectors() const { return chunk_sectors_; }
+	u32 chunk_shift() const { return chunk_shift_; }
+
+	// References held by origin writers sleeping on this snapshot's
+	// throttle; the destructor waits for them.
+	void get_ref() { refs_.fetch_add(1); }
+	void put_ref();
+	dms_devt_t origin_devt() const { return origin_devt_; }
+	dms_dev* origin_dev() const { return origin_; }
+	bool active() const { return active_.load(); }
+	bool valid() const { return valid_.load(); }
+
+	// Origin-write side (origin_io.cpp).  For origin chunk `chunk` of this
+	// snapshot: nothing to do (exception exists, or snapshot unusable), a
+	// copy in flight (pb, if given, now waits on it), or a new pending
+	// exception the caller must start (pb, if given, waits on it).
+	enum class OriginChunk { kDone, kInFlight, kNew };
+	OriginChunk origin_chunk(ktl::u64 chunk, PerBio* pb, Pending** new_pe);
+
+	// Sleeps while this snapshot has too many copies in flight.
+	bool over_threshold() const;
+	void wait_below_threshold();
+
+	// kcopyd completion of a copy job led by `leader`.
+	static void copy_done(void* leader, int read_error, unsigned long write_error_mask);
+	static void start_copy(Pending* leader);
+	// Completion of a snapshot write that covered its whole chunk.
+	static void full_write_done(void* pending, int error);
+
+	// Registry links; protected by the origin registry's lock.
+	Snapshot* registry_next = nullptr;
 
 private:
 	template <typename T, typename... Args> friend T* ktl::make(Args&&...);
 	explicit Snapshot(dms_target* ti) : ti_(ti) {}
 
-	void emit_usage(TextSink& out) const;
+	int init_runtime();
+	int load_store(const StoreOpenParams& params, const char** error);
+	void emit_usage(TextSink& out);
+
+	// Allocation of COW chunks, under alloc_lock_.
+	int allocate_chunk(ktl::u64* chunk, ktl::u64* seq);
+	Pending* new_pending(ktl::u64 old_chunk);
+	// Handles a failed allocation for a write; returns the map result.
+	int allocation_failed(int err, bool snapshot_write);
+
+	ktl::u64 cow_sector(ktl::u64 new_chunk, ktl::u64 sector) const
+	{
+		return (new_chunk << chunk_shift_) | (sector & (chunk_sectors_ - 1));
+	}
+
+	// Commit side.
+	void pending_copied(Pending* pe);
+	static void commit_work(void* ctx);
+	void commit_ready();
+	void complete_pending(Pending* pe, bool ok);
+
+	void invalidate(int err);
+	void wait_idle();
+	static int idle_cond(void* ctx);
+	static int below_threshold_cond(void* ctx);
 
 	dms_target* ti_;
 	dms_dev* origin_ = nullptr;
 	dms_dev* cow_ = nullptr;
+	dms_devt_t origin_devt_ = 0;
 	SnapshotKind kind_ = SnapshotKind::kSnapshot;
 	StoreSpec spec_;
 	SnapshotFeatures features_;
-	bool valid_ = true;
+	u32 chunk_sectors_ = 0;
+	u32 chunk_shift_ = 0;
 
-	// Allocation state of a freshly initialised store: the next data chunk
-	// (persistent: after header and area 0; transient: 0) and the current
-	// metadata area.
-	ktl::u64 next_free_chunk_ = 0;
-	ktl::u64 current_area_ = 0;
+	// Exception store: persistent (pstore_) or transient.
+	PersistentStore* pstore_ = nullptr;
+	dms_spinlock* alloc_lock_ = nullptr;
+	ktl::u64 transient_next_sector_ = 0;	// under alloc_lock_
+	ktl::u64 next_seq_ = 0;			// under alloc_lock_
+
+	ExceptionTable table_;
+
+	ktl::Atomic<bool> valid_{true};
+	ktl::Atomic<bool> overflow_{false};
+	ktl::Atomic<bool> active_{false};
+	ktl::Atomic<bool> invalid_header_pending_{false};
+	ktl::Atomic<u32> in_flight_{0};		// pending exceptions alive
+	ktl::Atomic<u32> refs_{0};
+	bool registered_ = false;
+	dms_waiter* waiter_ = nullptr;
+
+	// Completed copies wait here until every earlier allocation has
+	// completed too: commits happen in allocation order.
+	dms_spinlock* commit_lock_ = nullptr;
+	Pending* done_ = nullptr;		// sorted by seq; under commit_lock_
+	ktl::u64 next_commit_seq_ = 0;		// commit worker only
+	dms_work* commit_work_ = nullptr;
 };
 
 }  // namespace snapcore

@@ -19,16 +19,21 @@ const char* parse_features(u32 argc, char* const* argv, SnapshotFeatures* f)
 	u32 count;
 	if (!parse_scanf_u32(argv[0], &count) || count > kMaxFeatures || count > argc - 1)
 		return errors::kFeatureCount;
-	for (u32 i = 1; i <= count; i++) {
+	const char* unknown = nullptr;
+	for (u32 i = 1; i <= count && !unknown; i++) {
 		if (equals_ignore_case(argv[i], "discard_zeroes_cow"))
 			f->discard_zeroes_cow = true;
 		else if (equals_ignore_case(argv[i], "discard_passdown_origin"))
 			f->discard_passdown_origin = true;
 		else
-			return errors::kFeatureUnknown;
+			unknown = errors::kFeatureUnknown;
 	}
+	// In-tree checks the dependency even after an unknown feature, and
+	// that message overwrites the unknown-feature one.
 	if (f->discard_passdown_origin && !f->discard_zeroes_cow)
 		return errors::kFeaturePassdownNeedsZeroes;
+	if (unknown)
+		return unknown;
 	if (count + 1 != argc)
 		return errors::kFeaturesTrailing;
 	return nullptr;

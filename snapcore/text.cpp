@@ -6,7 +6,8 @@ namespace snapcore {
 namespace {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+// The kernel's isspace(): Latin-1 NBSP (0xa0) counts as a blank too.
+bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r') || c == '\xa0'; }
 
 // Accumulates decimal digits from *p; false on no digits or on overflow.
 bool take_digits(const char*& p, u32* out)
@@ -46,15 +47,16 @@ bool parse_scanf_u32(const char* s, u32* out)
 	const char* p = s;
 	while (is_space(*p))
 		p++;
-	bool negative = false;
-	if (*p == '+' || *p == '-')
-		negative = (*p++ == '-');
-	u32 v;
-	if (!take_digits(p, &v))
+	// The kernel's vsscanf() %u takes no sign and wraps on overflow
+	// (simple_strntoull() keeps the low bits) instead of failing.
+	if (!is_digit(*p))
 		return false;
+	u32 v = 0;
+	for (; is_digit(*p); p++)
+		v = v * 10 + static_cast<u32>(*p - '0');
 	if (*p != '\0')
 		return false;
-	*out = negative ? 0u - v : v;
+	*out = v;
 	return true;
 }
 

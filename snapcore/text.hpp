@@ -15,9 +15,10 @@ using ktl::u64;
 // input and leaves *out untouched.
 bool parse_u32(const char* s, u32* out);
 
-// sscanf("%u%c") semantics as dm_read_arg() uses them: leading blanks,
-// optional sign ('-' wraps as in C), digits, nothing after.  Used for
-// feature-argument counts so the accepted set equals the in-tree one.
+// sscanf("%u%c") semantics of the kernel's vsscanf(), as dm_read_arg() uses
+// them: leading blanks, decimal digits with no sign, wrapping modulo 2^32 on
+// overflow, nothing after.  Used for feature-argument counts so the accepted
+// set equals the in-tree one.
 bool parse_scanf_u32(const char* s, u32* out);
 
 char ascii_toupper(char c);

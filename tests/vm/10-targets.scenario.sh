@@ -62,9 +62,12 @@ expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT P 8" "snapsho
 cow_size=$(blockdev --getsz $C)
 expect_eq "$(dmsetup status dmsnap_snap)" "0 $size snapshot 16/$cow_size 16" \
 	"new persistent store: header and first area allocated"
+# The COW now has a header saying chunk size 8: it wins over the table's.
+dmesg -C
 check dmsetup reload dmsnap_snap --table "0 $size snapshot $OT $CT Po 16"
 check dmsetup resume dmsnap_snap
-expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT PO 16" "PO table line"
+expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT PO 8" "PO table line, header chunk size"
+check grep -q "chunk size 8 in device metadata overrides table chunk size of 16" <(dmesg)
 check dmsetup reload dmsnap_snap --table "0 $size snapshot $OT $CT n 32"
 check dmsetup resume dmsnap_snap
 expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT N 32" "N table line"

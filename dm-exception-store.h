@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-exception-store.h - between the two shims only: module-wide kernel
+ * resources set up at module load.  Not part of the core's ABI.
+ */
+#ifndef DM_SNAP_EXCEPTION_STORE_SHIM_H
+#define DM_SNAP_EXCEPTION_STORE_SHIM_H
+
+struct work_struct;
+
+int dms_services_init(void);
+void dms_services_exit(void);
+/* The module's work queue, for completions that must leave irq context. */
+void dms_shim_queue_work(struct work_struct *work);
+
+#endif

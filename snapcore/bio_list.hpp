@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-2.0
+// The core's per-bio data and intrusive FIFO lists of bios.
+//
+// Every bio that reaches a target carries a PerBio (dm's per-bio data,
+// sized by the setup the constructor returns), so holding a bio on a list
+// never allocates.
+#pragma once
+
+#include "dm-snap.h"
+#include "ktl/types.hpp"
+
+namespace snapcore {
+
+struct PerBio {
+	dms_bio* bio;
+	PerBio* next;
+	ktl::u64 tracked_chunk;	// snapshot reads sent to the origin
+	bool tracked;
+};
+
+// dm does not clear per-bio data: the map functions initialise it.
+inline PerBio* per_bio_init(dms_bio* bio)
+{
+	PerBio* pb = static_cast<PerBio*>(dms_bio_per_data(bio, sizeof(PerBio)));
+	*pb = PerBio{bio, nullptr, 0, false};
+	return pb;
+}
+
+inline PerBio* per_bio(dms_bio* bio)
+{
+	return static_cast<PerBio*>(dms_bio_per_data(bio, sizeof(PerBio)));
+}
+
+class BioList {
+public:
+	bool empty() const { return !head_; }
+	void push(PerBio* pb)
+	{
+		pb->next = nullptr;
+		if (tail_)
+			tail_->next = pb;
+		else
+			head_ = pb;
+		tail_ = pb;
+	}
+	PerBio* pop()
+	{
+		PerBio* pb = head_;
+		if (pb) {
+			head_ = pb->next;
+			if (!head_)
+				tail_ = nullptr;
+			pb->next = nullptr;
+		}
+		return pb;
+	}
+	// Takes every bio, leaving this list empty.
+	BioList take()
+	{
+		BioList l = *this;
+		head_ = tail_ = nullptr;
+		return l;
+	}
+
+private:
+	PerBio* head_ = nullptr;
+	PerBio* tail_ = nullptr;
+};
+
+}  // namespace snapcore

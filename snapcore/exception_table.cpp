@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "exception_table.hpp"
+
+#include "ktl/lock.hpp"
+#include "ktl/new.hpp"
+
+namespace snapcore {
+
+ExceptionTable::~ExceptionTable()
+{
+	if (!stripes_)
+		return;
+	for (unsigned i = 0; i < kStripes; i++) {
+		stripes_[i].complete.~ChunkMap();
+		if (stripes_[i].lock)
+			dms_spinlock_destroy(stripes_[i].lock);
+	}
+	dms_free(stripes_);
+}
+
+int ExceptionTable::init()
+{
+	stripes_ = static_cast<Stripe*>(dms_zalloc(sizeof(Stripe) * kStripes));
+	if (!stripes_)
+		return -DMS_ENOMEM;
+	for (unsigned i = 0; i < kStripes; i++) {
+		new (&stripes_[i].complete) ChunkMap();
+		stripes_[i].lock = dms_spinlock_create(DMS_LOCK_STRIPE);
+		if (!stripes_[i].lock)
+			return -DMS_ENOMEM;
+	}
+	return 0;
+}
+
+int ExceptionTable::insert(ktl::u64 old, ktl::u64 new_chunk, bool noio)
+{
+	Stripe& s = stripe(old);
+	for (;;) {
+		ktl::size_t want_singles, want_blocks;
+		bool grow_singles, grow_blocks;
+		{
+			ktl::SpinGuard g(s.lock);
+			switch (s.complete.try_insert(old, new_chunk)) {
+			case ChunkMap::InsertResult::kInserted:
+				return 0;
+			case ChunkMap::InsertResult::kDuplicate:
+				return -DMS_EEXIST;
+			case ChunkMap::InsertResult::kNeedMemory:
+				break;
+			}
+			want_singles = s.complete.needed_single_capacity();
+			want_blocks = s.complete.needed_block_capacity();
+			grow_singles = want_singles > s.complete.single_capacity();
+			grow_blocks = want_blocks > s.complete.block_capacity();
+		}
+		// Allocate outside the spinlock, then recheck under it: another
+		// thread may have grown the map meanwhile.
+		auto alloc = [noio](ktl::size_t bytes) {
+			return noio ? dms_zalloc_noio(bytes) : dms_zalloc(bytes);
+		};
+		ChunkMap::Single* singles = nullptr;
+		ChunkMap::Block* blocks = nullptr;
+		if (grow_singles)
+			singles = static_cast<ChunkMap::Single*>(alloc(want_singles * sizeof(*singles)));
+		if (grow_blocks)
+			blocks = static_cast<ChunkMap::Block*>(alloc(want_blocks * sizeof(*blocks)));
+		if ((grow_singles && !singles) || (grow_blocks && !blocks)) {
+			dms_free(singles);
+			dms_free(blocks);
+			return -DMS_ENOMEM;
+		}
+		ChunkMap::Single* unused_singles = nullptr;
+		ChunkMap::Block* unused_blocks = nullptr;
+		{
+			ktl::SpinGuard g(s.lock);
+			if (singles && s.complete.single_capacity() >= want_singles) {
+				unused_singles = singles;
+				singles = nullptr;
+			}
+			if (blocks && s.complete.block_capacity() >= want_blocks) {
+				unused_blocks = blocks;
+				blocks = nullptr;
+			}
+			ChunkMap::Single* old_singles;
+			ChunkMap::Block* old_blocks;
+			s.complete.grow(singles, want_singles, blocks, want_blocks, &old_singles,
+					&old_blocks);
+			if (old_singles)
+				unused_singles = old_singles;
+			if (old_blocks)
+				unused_blocks = old_blocks;
+		}
+		dms_free(unused_singles);
+		dms_free(unused_blocks);
+	}
+}
+
+Pending* ExceptionTable::find_pending_locked(Stripe& s, ktl::u64 old)
+{
+	for (Pending* pe = s.pending; pe; pe = pe->stripe_next)
+		if (pe->old_chunk == old)
+			return pe;
+	return nullptr;
+}
+
+void ExceptionTable::add_pending_locked(Stripe& s, Pending* pe)
+{
+	pe->stripe_next = s.pending;
+	s.pending = pe;
+}
+
+void ExceptionTable::remove_pending_locked(Stripe& s, Pending* pe)
+{
+	for (Pending** p = &s.pending; *p; p = &(*p)->stripe_next) {
+		if (*p == pe) {
+			*p = pe->stripe_next;
+			return;
+		}
+	}
+}
+
+ktl::size_t ExceptionTable::count()
+{
+	ktl::size_t n = 0;
+	for (unsigned i = 0; i < kStripes; i++) {
+		ktl::SpinGuard g(stripes_[i].lock);
+		n += stripes_[i].complete.size();
+	}
+	return n;
+}
+
+ktl::size_t ExceptionTable::memory_bytes()
+{
+	ktl::size_t n = sizeof(Stripe) * kStripes;
+	for (unsigned i = 0; i < kStripes; i++) {
+		ktl::SpinGuard g(stripes_[i].lock);
+		n += stripes_[i].complete.memory_bytes();
+	}
+	return n;
+}
+
+}  // namespace snapcore

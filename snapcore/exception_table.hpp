@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+// ExceptionTable: a snapshot's completed and pending exceptions, split into
+// lock stripes by origin chunk so that I/O to different chunks never
+// contends on one lock (the in-tree driver locks per hash bucket since 5.2
+// for the same reason).
+//
+// Each stripe holds, under one spinlock: the completed exceptions of its
+// chunks (a ChunkMap), the chain of pending exceptions, and counters of
+// snapshot reads in flight to the origin for its chunks.  Callers lock a
+// stripe with StripeGuard and use the *_locked() members.
+#pragma once
+
+#include "chunk_map.hpp"
+#include "dm-snap.h"
+#include "ktl/types.hpp"
+#include "pending.hpp"
+
+namespace snapcore {
+
+class ExceptionTable {
+public:
+	static constexpr unsigned kStripes = 128;
+	static constexpr unsigned kTrackSlots = 16;
+
+	struct Stripe {
+		dms_spinlock* lock;
+		ChunkMap complete;
+		Pending* pending;
+		ktl::u32 tracked[kTrackSlots];
+	};
+
+	ExceptionTable() = default;
+	~ExceptionTable();
+	ExceptionTable(const ExceptionTable&) = delete;
+	ExceptionTable& operator=(const ExceptionTable&) = delete;
+
+	int init();
+
+	Stripe& stripe(ktl::u64 chunk) { return stripes_[stripe_index(chunk)]; }
+
+	// Inserts a completed exception; takes the stripe lock itself and
+	// grows the stripe's map outside it.  -ENOMEM, or -EEXIST for a chunk
+	// that already has one (a corrupt COW device, at activation).
+	int insert(ktl::u64 old, ktl::u64 new_chunk, bool noio);
+
+	static ktl::u64 lookup_locked(Stripe& s, ktl::u64 old) { return s.complete.lookup(old); }
+	static Pending* find_pending_locked(Stripe& s, ktl::u64 old);
+	static void add_pending_locked(Stripe& s, Pending* pe);
+	static void remove_pending_locked(Stripe& s, Pending* pe);
+	static void track_locked(Stripe& s, ktl::u64 chunk) { s.tracked[track_slot(chunk)]++; }
+	static void untrack_locked(Stripe& s, ktl::u64 chunk) { s.tracked[track_slot(chunk)]--; }
+	static bool is_tracked_locked(Stripe& s, ktl::u64 chunk) { return s.tracked[track_slot(chunk)]; }
+
+	ktl::size_t count();
+	ktl::size_t memory_bytes();
+
+private:
+	// By 64-chunk block, so that a run of consecutive exceptions lands
+	// in one ChunkMap and packs into its blocks.
+	static unsigned stripe_index(ktl::u64 chunk)
+	{
+		const ktl::u64 block = chunk >> ChunkMap::kBlockShift;
+		return static_cast<unsigned>((block * 0x9e3779b97f4a7c15ull) >> 57) & (kStripes - 1);
+	}
+	static unsigned track_slot(ktl::u64 chunk)
+	{
+		return static_cast<unsigned>(chunk) & (kTrackSlots - 1);
+	}
+
+	Stripe* stripes_ = nullptr;
+};
+
+}  // namespace snapcore

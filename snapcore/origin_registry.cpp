@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "origin_registry.hpp"
+
+#include "ktl/lock.hpp"
+#include "ktl/new.hpp"
+#include "snapshot.hpp"
+
+namespace snapcore {
+
+namespace {
+OriginRegistry* g_registry = nullptr;
+}
+
+int OriginRegistry::init()
+{
+	OriginRegistry* r = ktl::make<OriginRegistry>();
+	if (!r)
+		return -DMS_ENOMEM;
+	r->lock_ = dms_rwsem_create();
+	if (!r->lock_) {
+		ktl::destroy(r);
+		return -DMS_ENOMEM;
+	}
+	g_registry = r;
+	return 0;
+}
+
+void OriginRegistry::exit()
+{
+	if (!g_registry)
+		return;
+	dms_rwsem_destroy(g_registry->lock_);
+	ktl::destroy(g_registry);
+	g_registry = nullptr;
+}
+
+OriginRegistry& OriginRegistry::get()
+{
+	return *g_registry;
+}
+
+void OriginRegistry::add(Snapshot* s)
+{
+	ktl::WriteGuard g(lock_);
+	s->registry_next = head_;
+	head_ = s;
+}
+
+void OriginRegistry::remove(Snapshot* s)
+{
+	ktl::WriteGuard g(lock_);
+	for (Snapshot** p = &head_; *p; p = &(*p)->registry_next) {
+		if (*p == s) {
+			*p = s->registry_next;
+			break;
+		}
+	}
+	s->registry_next = nullptr;
+}
+
+ktl::u32 OriginRegistry::min_chunk_sectors(dms_devt_t devt)
+{
+	ktl::ReadGuard g(lock_);
+	ktl::u32 min = 0;
+	for (Snapshot* s = head_; s; s = s->registry_next)
+		if (s->origin_devt() == devt && (!min || s->chunk_sectors() < min))
+			min = s->chunk_sectors();
+	return min;
+}
+
+Snapshot* OriginRegistry::find_throttled(dms_devt_t devt)
+{
+	ktl::ReadGuard g(lock_);
+	for (Snapshot* s = head_; s; s = s->registry_next) {
+		if (s->origin_devt() == devt && s->active() && s->valid() && s->over_threshold()) {
+			s->get_ref();
+			return s;
+		}
+	}
+	return nullptr;
+}
+
+int OriginRegistry::origin_write(dms_devt_t devt, PerBio* pb, bool throttle)
+{
+	if (throttle) {
+		while (Snapshot* s = find_throttled(devt)) {
+			s->wait_below_threshold();
+			s->put_ref();
+		}
+	}
+
+	dms_bio_info info;
+	dms_bio_get_info(pb->bio, &info);
+
+	// New pending exceptions, grouped into copy jobs: the snapshots with
+	// the same chunk size share one read of the origin chunk.
+	Pending* leaders[DMS_COPY_MAX_DESTS * 4];
+	unsigned int nleaders = 0;
+	PerBio* waiting = pb;	// the bio waits on the first copy found
+
+	auto start_all = [&]() {
+		for (unsigned int i = 0; i < nleaders; i++)
+			Snapshot::start_copy(leaders[i]);
+		nleaders = 0;
+	};
+	auto add_to_job = [&](Pending* pe) {
+		for (unsigned int i = 0; i < nleaders; i++) {
+			Pending* l = leaders[i];
+			if (l->old_chunk == pe->old_chunk &&
+			    l->snap->chunk_sectors() == pe->snap->chunk_sectors() &&
+			    l->job_count < DMS_COPY_MAX_DESTS) {
+				l->job_members[l->job_count++] = pe;
+				return;
+			}
+		}
+		if (nleaders == sizeof(leaders) / sizeof(leaders[0]))
+			start_all();
+		pe->job_members[0] = pe;
+		pe->job_count = 1;
+		leaders[nleaders++] = pe;
+	};
+
+	{
+		ktl::ReadGuard g(lock_);
+		for (Snapshot* s = head_; s; s = s->registry_next) {
+			if (s->origin_devt() != devt || !s->active() || !s->valid())
+				continue;
+			// The origin target splits writes at the smallest chunk
+			// size it knew at resume; a snapshot added since may have
+			// a smaller one, so walk every chunk the write touches.
+			const ktl::u64 first = info.sector >> s->chunk_shift();
+			const ktl::u64 last = (info.sector + info.sectors - 1) >> s->chunk_shift();
+			for (ktl::u64 chunk = first; chunk <= last; chunk++) {
+				Pending* pe = nullptr;
+				switch (s->origin_chunk(chunk, waiting, &pe)) {
+				case Snapshot::OriginChunk::kDone:
+					break;
+				case Snapshot::OriginChunk::kInFlight:
+					waiting = nullptr;
+					break;
+				case Snapshot::OriginChunk::kNew:
+					waiting = nullptr;
+					add_to_job(pe);
+					break;
+				}
+			}
+		}
+	}
+	start_all();
+	return waiting ? DMS_MAP_REMAPPED : DMS_MAP_SUBMITTED;
+}
+
+}  // namespace snapcore

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: GPL-2.0
+// A pending exception: one origin chunk being copied into one snapshot's
+// COW device, from allocation until its metadata is durable.
+#pragma once
+
+#include "bio_list.hpp"
+#include "ktl/types.hpp"
+
+namespace snapcore {
+
+class Snapshot;
+
+struct Pending {
+	Snapshot* snap;
+	ktl::u64 old_chunk;
+	ktl::u64 new_chunk;
+	ktl::u64 seq;		// allocation order in the snapshot: commit order
+
+	// Protected by the stripe lock of old_chunk.
+	Pending* stripe_next;	// the stripe's chain of pending exceptions
+	BioList snapshot_bios;	// snapshot I/O to this chunk, sent after commit
+	BioList origin_bios;	// origin writes, re-checked after commit
+
+	dms_bio* full_bio;	// a snapshot write covering the chunk: no copy
+	int error;		// copy or write error, 0 if none
+
+	// Protected by the snapshot's commit lock.
+	Pending* done_next;	// completed copies waiting to commit, by seq
+
+	// Copy job, on its leader only: the origin chunk is read once and
+	// written to the COW device of every member (same chunk size).
+	Pending* job_members[DMS_COPY_MAX_DESTS];
+	unsigned int job_count;
+};
+
+
+}  // namespace snapcore

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+// The persistent exception store: the COW device's header and metadata
+// areas (format in disk_format.hpp, geometry in area_layout.hpp).
+//
+// Activation (open + load) trusts nothing it reads.  The header must be new
+// (magic 0), or "SnAp" version 1 with a chunk size the devices accept; every
+// exception must point at a data chunk inside the COW device; a chain of
+// full areas must not run off the end of the device.  Anything else refuses
+// the table with a specific error, so a corrupt or foreign COW is never
+// written to.  An invalidated snapshot (valid == 0) still opens, so it can
+// be inspected and removed; its exceptions are not loaded.
+#pragma once
+
+#include "area_layout.hpp"
+#include "dm-snap.h"
+#include "ktl/lock.hpp"
+#include "ktl/new.hpp"
+#include "ktl/types.hpp"
+
+namespace snapcore {
+
+using ktl::u32;
+using ktl::u64;
+using ktl::u8;
+
+namespace errors {
+inline constexpr const char kMetadataRead[] = "Failed to read snapshot metadata: I/O error";
+inline constexpr const char kMetadataWrite[] =
+	"Failed to read snapshot metadata: cannot initialise new COW device";
+inline constexpr const char kMetadataCorrupt[] = "Failed to read snapshot metadata: Invalid or corrupt snapshot";
+inline constexpr const char kMetadataVersion[] =
+	"Failed to read snapshot metadata: unsupported snapshot disk version";
+inline constexpr const char kMetadataChunkSize[] =
+	"Failed to read snapshot metadata: invalid on-disk chunk size";
+inline constexpr const char kMetadataOutside[] =
+	"Failed to read snapshot metadata: exception points outside the COW device";
+inline constexpr const char kMetadataOnMetadata[] =
+	"Failed to read snapshot metadata: exception points at a metadata chunk";
+inline constexpr const char kMetadataAreaPastEnd[] =
+	"Failed to read snapshot metadata: metadata area beyond the end of the COW device";
+inline constexpr const char kCowTooSmall[] =
+	"Failed to read snapshot metadata: COW device smaller than header and first metadata area";
+inline constexpr const char kMetadataDuplicate[] =
+	"Failed to read snapshot metadata: two exceptions for one origin chunk";
+inline constexpr const char kMetadataNoMemory[] = "Failed to read snapshot metadata: out of memory";
+}  // namespace errors
+
+// What the table asked for and what the devices allow.
+struct StoreOpenParams {
+	dms_dev* cow;
+	u32 table_chunk_sectors;	// 0: from the header, or the default
+	u32 origin_block_bytes;
+	u32 cow_block_bytes;
+};
+
+class PersistentStore final {
+public:
+	// Default chunk size for a new COW when the table gives 0 (16 KiB).
+	static constexpr u32 kDefaultChunkSectors = 32;
+
+	// Reads the header and settles the chunk size.  On failure returns
+	// -errno and *error names the reason (static string).
+	static int open(const StoreOpenParams& params, PersistentStore** out, const char** error);
+	~PersistentStore();
+
+	PersistentStore(const PersistentStore&) = delete;
+	PersistentStore& operator=(const PersistentStore&) = delete;
+
+	// Loads every committed exception into add(old_chunk, new_chunk)
+	// (which returns 0 or -errno), or initialises a new COW.  Returns 0,
+	// or -errno with *error set; an invalidated store loads nothing.
+	template <typename AddFn>
+	int load(AddFn&& add, const char** error);
+
+	bool valid() const { return valid_; }
+	u32 chunk_sectors() const { return layout_.chunk_sectors(); }
+	const AreaLayout& layout() const { return layout_; }
+
+	// Status numbers, in sectors: allocated (data and metadata) and
+	// metadata (header plus every area up to the current one).
+	u64 allocated_sectors() const { return next_free_ * layout_.chunk_sectors(); }
+	u64 metadata_sectors() const
+	{
+		return (current_area_.load() + 1 + disk::kHeaderChunks) * layout_.chunk_sectors();
+	}
+
+	// Hands out the next data chunk; -ENOSPC when the COW device (read
+	// live: it may have grown) has no room.  Caller serialises.
+	int allocate(u64* chunk);
+
+	// Appends one exception (in allocation order) to the metadata.  A
+	// filled area is written out at once; the rest waits for flush().
+	// Process context (sleeps).  On error the caller invalidates.
+	int stage(const disk::Exception& e);
+	// Makes everything staged durable: the data the exceptions point at
+	// was written before, and the area write carries FLUSH|FUA, so one
+	// write commits a whole batch.
+	int flush();
+
+	// Marks the snapshot invalid on disk (header valid = 0).
+	int write_invalid_header();
+
+	u64 next_free_chunk() const { return next_free_; }
+	u64 current_area() const { return current_area_.load(); }
+	u32 current_committed() const { return current_committed_; }
+
+private:
+	template <typename T, typename... Args> friend T* ktl::make(Args&&...);
+	PersistentStore(dms_dev* cow, u32 chunk_sectors, u32 header_bytes)
+	    : cow_(cow), layout_(chunk_sectors), header_bytes_(header_bytes)
+	{
+	}
+
+	int alloc_buffers();
+	int chunk_io(u64 chunk, u8* buf, unsigned int op_flags);
+	int initialise_new(const char** error);
+	// Checks one area's entries; counts the used ones into *used.
+	const char* scan_area(const u8* area, u64 cow_chunks, u32* used) const;
+
+	dms_dev* cow_;
+	AreaLayout layout_;
+	bool new_cow_ = false;
+	bool valid_ = true;
+	u8* area_ = nullptr;	// the current metadata area, one chunk
+	u8* zero_chunk_ = nullptr;	// zeros, for wiping the next area
+	u32 header_bytes_ = 0;	// smallest write the COW device takes
+
+	u64 next_free_ = 0;		// serialised by the caller of allocate()
+	ktl::Atomic<u64> current_area_;	// written by load and the committer, read by status
+	u32 current_committed_ = 0;	// used entries in the current area
+	bool dirty_ = false;		// staged entries not yet written
+};
+
+template <typename AddFn>
+int PersistentStore::load(AddFn&& add, const char** error)
+{
+	if (new_cow_)
+		return initialise_new(error);
+	if (!valid_)
+		return 0;
+
+	const u64 cow_chunks = layout_.chunks_in(dms_dev_size(cow_));
+	const u32 per_area = layout_.exceptions_per_area();
+	next_free_ = layout_.first_data_chunk();
+	for (u64 area = 0;; area++) {
+		const u64 where = layout_.area_location(area);
+		if (where >= cow_chunks) {
+			*error = errors::kMetadataAreaPastEnd;
+			return -DMS_EINVAL;
+		}
+		if (int r = chunk_io(where, area_, DMS_IO_READ)) {
+			*error = errors::kMetadataRead;
+			return r;
+		}
+		u32 used;
+		if (const char* err = scan_area(area_, cow_chunks, &used)) {
+			*error = err;
+			return -DMS_EINVAL;
+		}
+		for (u32 i = 0; i < used; i++) {
+			const disk::Exception e = disk::decode_exception(area_, i);
+			if (e.new_chunk >= next_free_)
+				next_free_ = e.new_chunk + 1;
+			if (int r = add(e.old_chunk, e.new_chunk)) {
+				*error = errors::kMetadataNoMemory;
+				return r;
+			}
+		}
+		if (used < per_area) {
+			// A partly used area is the last one: new exceptions
+			// go into it after the entries already there.
+			current_area_.store(area);
+			current_committed_ = used;
+			break;
+		}
+	}
+	if (layout_.is_metadata_chunk(next_free_))
+		next_free_++;
+	return 0;
+}
+
+}  // namespace snapcore

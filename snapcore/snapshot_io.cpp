@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// Copy-on-write: how a snapshot stays what it was.
+//
+// Vocabulary.  The origin device is divided into chunks (per snapshot: each
+// has its own power-of-two chunk size).  A snapshot's *exception* for origin
+// chunk c says "the snapshot's copy of c lives in COW chunk n".  A *pending*
+// exception is one being made: its COW chunk is allocated and the copy (or
+// a snapshot write covering the whole chunk) is in flight.
+//
+// Origin writes (OriginRegistry::origin_write).  The origin target splits
+// writes at the smallest chunk size among the origin's snapshots, so each
+// write touches one chunk of every snapshot.  For every active, valid
+// snapshot of the device that has no exception for that chunk, a pending
+// exception is created; pending exceptions of snapshots with the same chunk
+// size form one copy job, so the origin chunk is read once and written to
+// all their COW devices (the in-tree driver reads it once per snapshot).
+// The write waits on one pending exception (any: when it completes, the
+// write is simply re-run, and waits on another if one is still in flight),
+// and goes to the origin only when every snapshot holds its copy.
+//
+// Snapshot I/O (Snapshot::map).  dm splits it at the chunk size.  A chunk
+// with an exception is read and written on the COW device.  A write to a
+// chunk without one gets a pending exception: a write covering the whole
+// chunk goes straight to the COW chunk (nothing to copy), any other write
+// waits for the copy.  A read of a chunk whose copy is in flight waits for
+// it; a read of an untouched chunk goes to the origin and is *tracked* until
+// it completes, because an origin write to that chunk must not overtake it:
+// completion of a pending exception waits for tracked reads of its chunk
+// before it lets origin writes go.
+//
+// Crash safety (commit_ready).  An exception reaches the metadata only
+// after its data is on the COW device; the area write carries FLUSH, which
+// makes the data durable first, and FUA.  Completions arrive in any order;
+// they are committed in allocation order (each pending exception carries a
+// sequence number from the allocator) so that after a crash the recovered
+// "next free chunk" (one past the highest committed) never skips chunks
+// that held uncommitted copies: no COW space leaks (the in-tree fix behind
+// snapshot 1.12).  One work item per snapshot commits everything that is
+// ready in one metadata write: batches, not one write per chunk.  Only then
+// are the waiting bios released: snapshot I/O remapped to the COW device,
+// origin writes re-run.
+//
+// Failure.  A copy or metadata error, a full COW device on an origin write,
+// or a failed allocation invalidates the snapshot: valid is cleared, the
+// header is rewritten with valid = 0 by the commit worker, a table event is
+// raised, every snapshot I/O fails from then on, and origin writes stop
+// waiting for it.  With "PO", a snapshot write that finds the COW device
+// full fails alone and sets Overflow; the snapshot stays readable.
+//
+// Locking.  There is no lock over a whole snapshot on the I/O path.  The
+// exception table is split into stripes by chunk (ExceptionTable); a
+// stripe's spinlock covers its completed and pending exceptions and its
+// tracked reads.  COW allocation takes a small spinlock nested inside a
+// stripe lock, so the check "no exception, no pending" and the allocation
+// are atomic for a chunk.  The origin registry's rwsem is read-held by
+// origin writes.  Order: registry -> stripe -> allocation; commit work takes
+// the commit lock alone.  Memory on the I/O path is GFP_NOIO.
+//
+// Bounded memory.  At most snapshot_cow_threshold pending exceptions per
+// snapshot: writers wait (in map context) while a snapshot is at the limit.
+// Commit re-runs of origin writes never wait: they are what frees room.
+
+#include "ktl/lock.hpp"
+#include "ktl/new.hpp"
+#include "origin_registry.hpp"
+#include "snapshot.hpp"
+
+namespace snapcore {
+
+using ktl::u64;
+
+// ---------------------------------------------------------------------------
+// Allocation and pending exceptions
+
+int Snapshot::allocate_chunk(u64* chunk, u64* seq)
+{
+	ktl::SpinGuard g(alloc_lock_);
+	if (pstore_) {
+		if (int r = pstore_->allocate(chunk))
+			return r;
+	} else {
+		const u64 size = dms_dev_size(cow_);
+		if (size < transient_next_sector_ + chunk_sectors_)
+			return -DMS_ENOSPC;
+		*chunk = transient_next_sector_ >> chunk_shift_;
+		transient_next_sector_ += chunk_sectors_;
+	}
+	*seq = next_seq_++;
+	return 0;
+}
+
+Pending* Snapshot::new_pending(u64 old_chunk)
+{
+	auto* pe = static_cast<Pending*>(dms_zalloc_noio(sizeof(Pending)));
+	if (!pe)
+		return nullptr;
+	new (pe) Pending();
+	pe->snap = this;
+	pe->old_chunk = old_chunk;
+	return pe;
+}
+
+void Snapshot::invalidate(int err)
+{
+	if (!valid_.exchange(false))
+		return;
+	if (err == -DMS_ENOMEM || err == -DMS_ENOSPC)
+		dms_log(DMS_LOG_ERR, "Invalidating snapshot: Unable to allocate exception.");
+	else
+		dms_log(DMS_LOG_ERR, "Invalidating snapshot: Error reading/writing.");
+	if (pstore_) {
+		invalid_header_pending_.store(true);
+		dms_work_queue(commit_work_);
+	}
+	dms_target_event(ti_);
+}
+
+int Snapshot::allocation_failed(int err, bool snapshot_write)
+{
+	if (snapshot_write && spec_.overflow_supported && err == -DMS_ENOSPC) {
+		if (valid_.load() && !overflow_.exchange(true))
+			dms_log(DMS_LOG_ERR, "Snapshot overflowed: Unable to allocate exception.");
+		return DMS_MAP_KILL;
+	}
+	invalidate(err);
+	return DMS_MAP_KILL;
+}
+
+bool Snapshot::over_threshold() const
+{
+	const u32 limit = dms_param_cow_threshold();
+	return limit && in_flight_.load() >= limit;
+}
+
+int Snapshot::below_threshold_cond(void* ctx)
+{
+	auto* s = static_cast<Snapshot*>(ctx);
+	return !s->over_threshold() || !s->valid();
+}
+
+void Snapshot::wait_below_threshold()
+{
+	dms_waiter_wait(waiter_, &Snapshot::below_threshold_cond, this);
+}
+
+int Snapshot::idle_cond(void* ctx)
+{
+	auto* s = static_cast<Snapshot*>(ctx);
+	return s->in_flight_.load() == 0 && s->refs_.load() == 0;
+}
+
+void Snapshot::wait_idle()
+{
+	dms_waiter_wait(waiter_, &Snapshot::idle_cond, this);
+}
+
+void Snapshot::put_ref()
+{
+	refs_.fetch_sub(1);
+	dms_waiter_wake(waiter_);
+}
+
+// ---------------------------------------------------------------------------
+// Snapshot I/O
+
+int Snapshot::map(dms_bio* bio)
+{
+	PerBio* pb = per_bio_init(bio);
+	dms_bio_info info;
+	dms_bio_get_info(bio, &info);
+
+	if (info.flags & DMS_BIO_FLUSH) {
+		dms_bio_remap(bio, cow_, info.sector);
+		return DMS_MAP_REMAPPED;
+	}
+	if (!valid_.load())
+		return DMS_MAP_KILL;
+	const bool write = info.flags & DMS_BIO_WRITE;
+	if (write) {
+		if (overflow_.load())
+			return DMS_MAP_KILL;
+		wait_below_threshold();
+	}
+
+	const u64 chunk = info.sector >> chunk_shift_;
+	ExceptionTable::Stripe& st = table_.stripe(chunk);
+	// Decided under the stripe lock, done after it: nothing that sleeps
+	// or frees runs under a spinlock.
+	enum class Action { kKill, kRemapped, kQueued, kNeedPending, kStart, kAllocFailed };
+	Pending* spare = nullptr;
+	for (;;) {
+		Action action;
+		int alloc_err = 0;
+		{
+			ktl::SpinGuard g(st.lock);
+			const u64 e = ExceptionTable::lookup_locked(st, chunk);
+			Pending* pe = nullptr;
+			if (!valid_.load() || (write && overflow_.load())) {
+				action = Action::kKill;
+			} else if (e != ChunkMap::kNone) {
+				dms_bio_remap(bio, cow_, cow_sector(e, info.sector));
+				action = Action::kRemapped;
+			} else if ((pe = ExceptionTable::find_pending_locked(st, chunk))) {
+				pe->snapshot_bios.push(pb);
+				action = Action::kQueued;
+			} else if (!write) {
+				ExceptionTable::track_locked(st, chunk);
+				pb->tracked = true;
+				pb->tracked_chunk = chunk;
+				dms_bio_remap(bio, origin_, info.sector);
+				action = Action::kRemapped;
+			} else if (!spare) {
+				action = Action::kNeedPending;
+			} else if ((alloc_err = allocate_chunk(&spare->new_chunk, &spare->seq))) {
+				action = Action::kAllocFailed;
+			} else {
+				in_flight_.fetch_add(1);
+				ExceptionTable::add_pending_locked(st, spare);
+				if (info.sectors == chunk_sectors_) {
+					// Covers the chunk: nothing to copy.
+					spare->full_bio = bio;
+					dms_bio_remap(bio, cow_, cow_sector(spare->new_chunk, info.sector));
+				} else {
+					spare->snapshot_bios.push(pb);
+				}
+				action = Action::kStart;
+			}
+		}
+		switch (action) {
+		case Action::kKill:
+			dms_free(spare);
+			return DMS_MAP_KILL;
+		case Action::kRemapped:
+			dms_free(spare);
+			return DMS_MAP_REMAPPED;
+		case Action::kQueued:
+			dms_free(spare);
+			return DMS_MAP_SUBMITTED;
+		case Action::kAllocFailed:
+			dms_free(spare);
+			return allocation_failed(alloc_err, true);
+		case Action::kStart:
+			if (spare->full_bio) {
+				dms_bio_submit_hooked(bio, &Snapshot::full_write_done, spare);
+			} else {
+				spare->job_members[0] = spare;
+				spare->job_count = 1;
+				start_copy(spare);
+			}
+			return DMS_MAP_SUBMITTED;
+		case Action::kNeedPending:
+			// Allocate outside the stripe lock, then look again.
+			spare = new_pending(chunk);
+			if (!spare)
+				return allocation_failed(-DMS_ENOMEM, true);
+			break;
+		}
+	}
+}
+
+void Snapshot::end_io(dms_bio* bio, int error)
+{
+	PerBio* pb = per_bio(bio);
+	if (!pb->tracked)
+		return;
+	ExceptionTable::Stripe& st = table_.stripe(pb->tracked_chunk);
+	ktl::SpinGuard g(st.lock);
+	ExceptionTable::untrack_locked(st, pb->tracked_chunk);
+	pb->tracked = false;
+}
+
+// ---------------------------------------------------------------------------
+// Origin side
+
+Snapshot::OriginChunk Snapshot::origin_chunk(u64 chunk, PerBio* pb, Pending** new_pe)
+{
+	ExceptionTable::Stripe& st = table_.stripe(chunk);
+	Pending* spare = nullptr;
+	for (;;) {
+		OriginChunk result = OriginChunk::kDone;
+		bool need_pending = false;
+		int alloc_err = 0;
+		{
+			ktl::SpinGuard g(st.lock);
+			Pending* pe = nullptr;
+			if (!valid_.load() || ExceptionTable::lookup_locked(st, chunk) != ChunkMap::kNone) {
+				result = OriginChunk::kDone;
+			} else if ((pe = ExceptionTable::find_pending_locked(st, chunk))) {
+				if (pb)
+					pe->origin_bios.push(pb);
+				result = OriginChunk::kInFlight;
+			} else if (!spare) {
+				need_pending = true;
+			} else if (!(alloc_err = allocate_chunk(&spare->new_chunk, &spare->seq))) {
+				in_flight_.fetch_add(1);
+				ExceptionTable::add_pending_locked(st, spare);
+				if (pb)
+					spare->origin_bios.push(pb);
+				*new_pe = spare;
+				return OriginChunk::kNew;
+			}
+		}
+		if (need_pending) {
+			spare = new_pending(chunk);
+			if (!spare) {
+				invalidate(-DMS_ENOMEM);
+				return OriginChunk::kDone;
+			}
+			continue;
+		}
+		dms_free(spare);
+		if (alloc_err)
+			allocation_failed(alloc_err, false);
+		return result;
+	}
+}
+
+void Snapshot::start_copy(Pending* leader)
+{
+	Snapshot* s = leader->snap;
+	const u64 src = leader->old_chunk << s->chunk_shift_;
+	const u64 origin_size = dms_dev_size(s->origin_);
+	// The last chunk of an origin whose size is not a chunk multiple is
+	// copied as far as the origin goes.
+	const u64 count = src < origin_size ? ktl::min<u64>(s->chunk_sectors_, origin_size - src) : 0;
+	dms_copy_dest dests[DMS_COPY_MAX_DESTS];
+	for (unsigned int i = 0; i < leader->job_count; i++) {
+		Pending* pe = leader->job_members[i];
+		dests[i] = dms_copy_dest{pe->snap->cow_, pe->new_chunk << pe->snap->chunk_shift_};
+	}
+	if (!count) {
+		copy_done(leader, 0, 0);
+		return;
+	}
+	dms_copy(s->origin_, src, count, dests, leader->job_count, &Snapshot::copy_done, leader);
+}
+
+void Snapshot::copy_done(void* ctx, int read_error, unsigned long write_error_mask)
+{
+	auto* leader = static_cast<Pending*>(ctx);
+	// Members are handed on one by one: the leader may be completed (and
+	// freed) by its snapshot's commit worker as soon as it is handed on.
+	const unsigned int n = leader->job_count;
+	Pending* members[DMS_COPY_MAX_DESTS];
+	for (unsigned int i = 0; i < n; i++)
+		members[i] = leader->job_members[i];
+	for (unsigned int i = 0; i < n; i++) {
+		if (read_error || (write_error_mask & (1ul << i)))
+			members[i]->error = -DMS_EIO;
+		members[i]->snap->pending_copied(members[i]);
+	}
+}
+
+void Snapshot::full_write_done(void* ctx, int error)
+{
+	auto* pe = static_cast<Pending*>(ctx);
+	if (error)
+		pe->error = error;
+	pe->snap->pending_copied(pe);
+}
+
+// ---------------------------------------------------------------------------
+// Commit
+
+void Snapshot::pending_copied(Pending* pe)
+{
+	{
+		// Keep done_ sorted by seq; arrivals are nearly in order, so
+		// the walk is short.
+		ktl::SpinGuard g(commit_lock_);
+		Pending** p = &done_;
+		while (*p && (*p)->seq < pe->seq)
+			p = &(*p)->done_next;
+		pe->done_next = *p;
+		*p = pe;
+	}
+	dms_work_queue(commit_work_);
+}
+
+void Snapshot::commit_work(void* ctx)
+{
+	static_cast<Snapshot*>(ctx)->commit_ready();
+}
+
+void Snapshot::commit_ready()
+{
+	for (;;) {
+		if (invalid_header_pending_.exchange(false) && pstore_) {
+			if (pstore_->write_invalid_header())
+				dms_log(DMS_LOG_WARN, "write header failed");
+		}
+
+		// Take the completed pending exceptions that are next in
+		// allocation order.
+		Pending* batch = nullptr;
+		Pending** tail = &batch;
+		{
+			ktl::SpinGuard g(commit_lock_);
+			while (done_ && done_->seq == next_commit_seq_) {
+				Pending* pe = done_;
+				done_ = pe->done_next;
+				pe->done_next = nullptr;
+				*tail = pe;
+				tail = &pe->done_next;
+				next_commit_seq_++;
+			}
+		}
+		if (!batch)
+			return;
+
+		for (Pending* pe = batch; pe; pe = pe->done_next)
+			if (pe->error)
+				invalidate(pe->error);
+		if (pstore_ && valid_.load()) {
+			int r = 0;
+			for (Pending* pe = batch; pe && !r; pe = pe->done_next)
+				r = pstore_->stage(disk::Exception{pe->old_chunk, pe->new_chunk});
+			if (!r)
+				r = pstore_->flush();
+			if (r)
+				invalidate(r);
+		}
+		const bool ok = valid_.load();
+		while (batch) {
+			Pending* pe = batch;
+			batch = pe->done_next;
+			complete_pending(pe, ok && !pe->error);
+		}
+	}
+}
+
+void Snapshot::complete_pending(Pending* pe, bool ok)
+{
+	ExceptionTable::Stripe& st = table_.stripe(pe->old_chunk);
+	if (ok) {
+		if (int r = table_.insert(pe->old_chunk, pe->new_chunk, true)) {
+			invalidate(r == -DMS_EEXIST ? -DMS_EIO : r);
+			ok = false;
+		}
+	}
+
+	BioList snapshot_bios, origin_bios;
+	{
+		ktl::SpinGuard g(st.lock);
+		ExceptionTable::remove_pending_locked(st, pe);
+		snapshot_bios = pe->snapshot_bios.take();
+		origin_bios = pe->origin_bios.take();
+	}
+
+	while (PerBio* pb = snapshot_bios.pop()) {
+		if (!ok) {
+			dms_bio_endio(pb->bio, -DMS_EIO);
+			continue;
+		}
+		dms_bio_info info;
+		dms_bio_get_info(pb->bio, &info);
+		dms_bio_remap(pb->bio, cow_, cow_sector(pe->new_chunk, info.sector));
+		dms_bio_submit(pb->bio);
+	}
+	if (pe->full_bio)
+		dms_bio_endio(pe->full_bio, ok ? 0 : -DMS_EIO);
+
+	// A snapshot read sent to the origin before this copy began must
+	// finish before an origin write to the chunk may start.  Reads are
+	// tracked only for chunks with no exception and no pending one, so
+	// this is rare and short.
+	for (;;) {
+		bool tracked;
+		{
+			ktl::SpinGuard g(st.lock);
+			tracked = ExceptionTable::is_tracked_locked(st, pe->old_chunk);
+		}
+		if (!tracked)
+			break;
+		dms_msleep(1);
+	}
+	while (PerBio* pb = origin_bios.pop()) {
+		if (OriginRegistry::get().origin_write(origin_devt_, pb, false) == DMS_MAP_REMAPPED)
+			dms_bio_submit(pb->bio);
+	}
+
+	dms_free(pe);
+	in_flight_.fetch_sub(1);
+	dms_waiter_wake(waiter_);
+}
+
+}  // namespace snapcore
