@@ -23,8 +23,11 @@ int ExceptionTable::init()
 	stripes_ = static_cast<Stripe*>(dms_zalloc(sizeof(Stripe) * kStripes));
 	if (!stripes_)
 		return -DMS_ENOMEM;
-	for (unsigned i = 0; i < kStripes; i++) {
+	// Every map is constructed before anything can fail, so the
+	// destructor may destroy them all.
+	for (unsigned i = 0; i < kStripes; i++)
 		new (&stripes_[i].complete) ChunkMap();
+	for (unsigned i = 0; i < kStripes; i++) {
 		stripes_[i].lock = dms_spinlock_create(DMS_LOCK_STRIPE);
 		if (!stripes_[i].lock)
 			return -DMS_ENOMEM;

@@ -160,7 +160,10 @@ Snapshot::~Snapshot()
 	if (commit_work_) {
 		dms_work_destroy(commit_work_);
 		// A header write queued by a last invalidation still happens.
-		commit_ready();
+		// (A constructor that failed to create the commit lock has
+		// committed nothing.)
+		if (commit_lock_)
+			commit_ready();
 	}
 	ktl::destroy(pstore_);
 	if (waiter_)

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0
+// Block services of the fake kernel: memory-backed devices, dm-io (sync
+// and async), kcopyd, and bios.  I/O happens when it is submitted;
+// completions run on the work queue threads, as in the kernel.
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "fake_kernel.hpp"
+#include "fake_workqueue.hpp"
+
+using fake::FakeKernel;
+
+namespace {
+
+constexpr unsigned int kSectorBytes = 1u << DMS_SECTOR_SHIFT;
+
+// A device the core did not get from dms_target_get_device(), or put back.
+void check_held(const dms_dev* dev, const char* what)
+{
+	if (!dev->holders)
+		FakeKernel::instance().report_misuse(std::string(what) + " on a device not held: " +
+						     dev->path);
+}
+
+unsigned int io_flags_of(const dms_bio_info& info)
+{
+	unsigned int flags = (info.flags & DMS_BIO_WRITE) ? DMS_IO_WRITE : DMS_IO_READ;
+	if (info.flags & DMS_BIO_FLUSH)
+		flags |= DMS_IO_FLUSH;
+	if (info.flags & DMS_BIO_FUA)
+		flags |= DMS_IO_FUA;
+	return flags;
+}
+
+// A remapped bio's I/O on its device; a discard carries no data.
+int bio_io(dms_bio* bio)
+{
+	if (!bio->dev) {
+		FakeKernel::instance().report_misuse("bio submitted without dms_bio_remap()");
+		return -DMS_EIO;
+	}
+	check_held(bio->dev, "bio");
+	if (bio->info.flags & DMS_BIO_DISCARD)
+		return 0;
+	return bio->dev->io(io_flags_of(bio->info), bio->dev_sector, bio->info.sectors,
+			    bio->data.data());
+}
+
+}  // namespace
+
+std::vector<unsigned char> dms_dev::read(dms_sector_t sector, dms_sector_t count) const
+{
+	std::vector<unsigned char> out(count * kSectorBytes);
+	for (dms_sector_t i = 0; i < count; i++)
+		copy_out(sector + i, out.data() + i * kSectorBytes);
+	return out;
+}
+
+void dms_dev::write(dms_sector_t sector, const std::vector<unsigned char>& bytes)
+{
+	for (std::size_t off = 0; off + kSectorBytes <= bytes.size(); off += kSectorBytes)
+		copy_in(sector + off / kSectorBytes, bytes.data() + off);
+}
+
+int dms_dev::io(unsigned int dms_io_flags, dms_sector_t sector, dms_sector_t count, void* buf)
+{
+	const dms_sector_t end = size;
+	if (sector > end || count > end - sector)
+		return -DMS_EIO;
+	auto* bytes = static_cast<unsigned char*>(buf);
+	if (dms_io_flags & DMS_IO_WRITE) {
+		if (fail_writes)
+			return -DMS_EIO;
+		for (dms_sector_t i = 0; i < count; i++)
+			copy_in(sector + i, bytes + i * kSectorBytes);
+	} else {
+		if (fail_reads)
+			return -DMS_EIO;
+		for (dms_sector_t i = 0; i < count; i++)
+			copy_out(sector + i, bytes + i * kSectorBytes);
+	}
+	return 0;
+}
+
+void dms_dev::copy_out(dms_sector_t sector, unsigned char* to) const
+{
+	constexpr unsigned int per_page = kPageBytes / kSectorBytes;
+	std::lock_guard<std::mutex> guard(data_lock_);
+	auto it = pages_.find(sector / per_page);
+	if (it == pages_.end())
+		std::memset(to, 0, kSectorBytes);
+	else
+		std::memcpy(to, it->second.get() + (sector % per_page) * kSectorBytes, kSectorBytes);
+}
+
+void dms_dev::copy_in(dms_sector_t sector, const unsigned char* from)
+{
+	constexpr unsigned int per_page = kPageBytes / kSectorBytes;
+	std::lock_guard<std::mutex> guard(data_lock_);
+	auto& page = pages_[sector / per_page];
+	if (!page)
+		page = std::make_unique<unsigned char[]>(kPageBytes);	// zeroed
+	std::memcpy(page.get() + (sector % per_page) * kSectorBytes, from, kSectorBytes);
+}
+
+dms_bio::dms_bio(dms_sector_t sector, unsigned int sectors, unsigned int dms_bio_flags)
+    : info{sector, sectors, dms_bio_flags}, data(static_cast<std::size_t>(sectors) * kSectorBytes)
+{
+}
+
+bool dms_bio::ended() const
+{
+	std::lock_guard<std::mutex> guard(lock_);
+	return ended_;
+}
+
+int dms_bio::error() const
+{
+	std::lock_guard<std::mutex> guard(lock_);
+	return error_;
+}
+
+bool dms_bio::wait_ended(int timeout_ms) const
+{
+	std::unique_lock<std::mutex> guard(lock_);
+	return ended_cv_.wait_for(guard, std::chrono::milliseconds(timeout_ms),
+				  [this] { return ended_; });
+}
+
+void* dms_bio::per_data(unsigned int bytes)
+{
+	if (!per_bytes_) {
+		// dm does not clear per-bio data: garbage catches a core that
+		// relies on zeros.
+		per_data_.assign((bytes + 7) / 8, 0xa5a5a5a5a5a5a5a5ull);
+		per_bytes_ = bytes;
+	} else if (bytes != per_bytes_) {
+		FakeKernel::instance().report_misuse("dms_bio_per_data() with another size");
+	}
+	return per_data_.data();
+}
+
+void dms_bio::finish(int error)
+{
+	if (ended()) {
+		FakeKernel::instance().report_misuse("bio ended twice");
+		return;
+	}
+	if (on_end)
+		on_end(this, error);
+	{
+		std::lock_guard<std::mutex> guard(lock_);
+		ended_ = true;
+		error_ = error;
+	}
+	ended_cv_.notify_all();
+}
+
+extern "C" {
+
+int dms_dev_io_sync(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t sector,
+		    dms_sector_t count, void* buf)
+{
+	fake::might_sleep("dms_dev_io_sync");
+	check_held(dev, "dms_dev_io_sync");
+	return dev->io(dms_io_flags, sector, count, buf);
+}
+
+int dms_dev_io_async(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t sector,
+		     dms_sector_t count, void* buf, dms_io_done_fn fn, void* ctx)
+{
+	fake::might_sleep("dms_dev_io_async");
+	check_held(dev, "dms_dev_io_async");
+	const int r = dev->io(dms_io_flags, sector, count, buf);
+	FakeKernel::instance().module_wq().run([fn, ctx, r] { fn(ctx, r ? -DMS_EIO : 0); });
+	return 0;
+}
+
+void dms_copy(dms_dev* src, dms_sector_t src_sector, dms_sector_t count,
+	      const dms_copy_dest* dests, unsigned int ndest, dms_copy_done_fn fn, void* ctx)
+{
+	fake::might_sleep("dms_copy");
+	auto& kernel = FakeKernel::instance();
+	if (ndest == 0 || ndest > DMS_COPY_MAX_DESTS)
+		kernel.report_misuse("dms_copy() with " + std::to_string(ndest) + " destinations");
+	check_held(src, "dms_copy");
+	std::vector<unsigned char> buf(count * kSectorBytes);
+	if (src->io(DMS_IO_READ, src_sector, count, buf.data())) {
+		kernel.kcopyd_wq().run([fn, ctx] { fn(ctx, 1, 0); });
+		return;
+	}
+	unsigned long mask = 0;
+	for (unsigned int i = 0; i < ndest && i < DMS_COPY_MAX_DESTS; i++) {
+		check_held(dests[i].dev, "dms_copy");
+		if (dests[i].dev->io(DMS_IO_WRITE, dests[i].sector, count, buf.data()))
+			mask |= 1ul << i;
+	}
+	kernel.kcopyd_wq().run([fn, ctx, mask] { fn(ctx, 0, mask); });
+}
+
+void dms_bio_get_info(dms_bio* bio, dms_bio_info* out)
+{
+	*out = bio->info;
+}
+
+void* dms_bio_per_data(dms_bio* bio, unsigned int per_bio_bytes)
+{
+	return bio->per_data(per_bio_bytes);
+}
+
+void dms_bio_remap(dms_bio* bio, dms_dev* dev, dms_sector_t sector)
+{
+	bio->dev = dev;
+	bio->dev_sector = sector;
+}
+
+void dms_bio_accept_partial(dms_bio* bio, unsigned int sectors)
+{
+	if (sectors == 0 || sectors > bio->info.sectors) {
+		FakeKernel::instance().report_misuse("dms_bio_accept_partial() of " +
+						     std::to_string(sectors) + " sectors");
+		return;
+	}
+	bio->info.sectors = sectors;
+	bio->data.resize(static_cast<std::size_t>(sectors) * kSectorBytes);
+}
+
+void dms_bio_submit(dms_bio* bio)
+{
+	fake::might_sleep("dms_bio_submit");
+	bio->finish(bio_io(bio));
+}
+
+void dms_bio_endio(dms_bio* bio, int error)
+{
+	bio->finish(error);
+}
+
+void dms_bio_submit_hooked(dms_bio* bio, dms_io_done_fn fn, void* ctx)
+{
+	fake::might_sleep("dms_bio_submit_hooked");
+	const int r = bio_io(bio);
+	FakeKernel::instance().module_wq().run([fn, ctx, r] { fn(ctx, r); });
+}
+
+}  // extern "C"

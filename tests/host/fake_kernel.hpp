@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+// A userspace kernel for the core: every dms_* service of dm-snap.h, with
+// the knobs and records unit tests need (allocation failure injection, leak
+// and device-hold accounting, captured log lines, memory-backed block
+// devices with I/O error injection, bios, and real threads for the work
+// queues on which completions run).
+//
+// One process-wide FakeKernel, because the C ABI gives the core no context
+// to find any other; tests reset() it before each case.
+//
+// Services also check the kernel's context rules the compiler cannot: a
+// call that may sleep while the calling thread holds a spinlock, two
+// spinlocks of one lock class held together, a device used or put by a
+// target that does not hold it.  Each is recorded as misuse.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "dm-snap.h"
+
+// A memory-backed block device behind a dms_dev handle.  The core only
+// sees the opaque type; tests read and change these fields (size models
+// lvextend, fail_* model a failing disk).
+struct dms_dev {
+	std::string path;
+	std::string name;	// "maj:min", like the kernel's dm_dev->name
+	dms_devt_t devt = 0;
+	unsigned int logical_block_size = 512;
+	std::atomic<dms_sector_t> size{0};	// sectors
+	std::atomic<bool> fail_reads{false};
+	std::atomic<bool> fail_writes{false};
+	unsigned int holders = 0;	// gets not yet put, over all targets
+
+	// Test access to the contents, bypassing failure injection.
+	std::vector<unsigned char> read(dms_sector_t sector, dms_sector_t count) const;
+	void write(dms_sector_t sector, const std::vector<unsigned char>& bytes);
+
+	// The block layer's view: 0, or -EIO past the end or when failing.
+	int io(unsigned int dms_io_flags, dms_sector_t sector, dms_sector_t count, void* buf);
+
+private:
+	static constexpr unsigned int kPageBytes = 4096;
+	void copy_out(dms_sector_t sector, unsigned char* to) const;
+	void copy_in(dms_sector_t sector, const unsigned char* from);
+
+	// Written 4 KiB pages; the rest of the device reads as zeros, like a
+	// freshly created LV, without allocating its whole size.
+	mutable std::mutex data_lock_;
+	std::unordered_map<dms_sector_t, std::unique_ptr<unsigned char[]>> pages_;
+};
+
+namespace fake {
+
+// One dms_target_get_device() call, successful or not.
+struct DeviceRequest {
+	std::string path;
+	int mode;
+	int result;
+};
+
+}  // namespace fake
+
+// The dm_target a constructor runs against.  Tests own it (it must outlive
+// the core object using it) and read what the core did to it.
+struct dms_target {
+	dms_sector_t len = 0;
+	const char* error = nullptr;
+	std::vector<fake::DeviceRequest> requests;
+	std::vector<dms_dev*> held;	// in get order
+	unsigned int puts = 0;
+	std::atomic<unsigned int> events{0};	// dms_target_event() calls
+};
+
+// A bio as dm hands it to a target.  Tests build one, pass it to a map
+// function and wait for it to end; its data travels in `data`.
+struct dms_bio {
+	dms_bio(dms_sector_t sector, unsigned int sectors, unsigned int dms_bio_flags);
+
+	dms_bio_info info;
+	std::vector<unsigned char> data;	// info.sectors * 512 bytes
+	dms_dev* dev = nullptr;	// set by dms_bio_remap()
+	dms_sector_t dev_sector = 0;
+	// Runs when the bio ends, before waiters wake: where a test plays dm
+	// calling the target's end_io.
+	std::function<void(dms_bio*, int)> on_end;
+
+	bool ended() const;
+	int error() const;	// valid once ended()
+	// Waits for the end; false if it did not come within the timeout.
+	bool wait_ended(int timeout_ms = 5000) const;
+
+	// The service side.
+	void* per_data(unsigned int bytes);
+	void finish(int error);
+
+private:
+	std::vector<std::uint64_t> per_data_;	// 8-byte aligned, like dm's
+	unsigned int per_bytes_ = 0;
+	mutable std::mutex lock_;
+	mutable std::condition_variable ended_cv_;
+	bool ended_ = false;
+	int error_ = 0;
+};
+
+namespace fake {
+
+class WorkQueue;
+
+// The kernel's MKDEV(): 12-bit major, 20-bit minor.
+constexpr dms_devt_t mkdev(unsigned int major, unsigned int minor)
+{
+	return static_cast<dms_devt_t>(major) << 20 | minor;
+}
+
+struct LogEntry {
+	int level;
+	std::string text;
+};
+
+class FakeKernel {
+public:
+	static FakeKernel& instance();
+	~FakeKernel();
+
+	// Back to a fresh kernel: waits for queued work, then forgets devices,
+	// log, misuse, allocation knobs and counts, and parameters.
+	void reset();
+	// Waits until no work item, I/O completion or copy is queued or running.
+	void drain();
+
+	// Memory.  Knobs count allocations from the call that sets them.
+	void fail_allocation(unsigned long nth);	// only the nth from now fails
+	void fail_allocations_after(unsigned long n);	// the next n succeed, then none
+	unsigned long allocation_calls() const;	// since reset()
+	std::size_t live_allocations() const;
+
+	std::vector<LogEntry> log() const;
+
+	// Registers a block device, reachable by path and as "maj:min".
+	dms_dev& add_device(const std::string& path, unsigned int major, unsigned int minor,
+			    dms_sector_t size, unsigned int logical_block_size = 512);
+	std::size_t held_devices() const;
+
+	// Misuse found so far; taking it clears the record.
+	std::vector<std::string> take_misuse();
+	void report_misuse(std::string what);
+
+	// The snapshot_cow_threshold module parameter.
+	std::atomic<unsigned int> cow_threshold{2048};
+
+	// The module's work queue (work items, I/O completions) and kcopyd's.
+	WorkQueue& module_wq() { return *module_wq_; }
+	WorkQueue& kcopyd_wq() { return *kcopyd_wq_; }
+
+	// The dms_* entry points, reached through the C functions.
+	void* zalloc(std::size_t size);
+	void zfree(void* p);
+	void add_log(int level, std::string text);
+	int get_device(dms_target* ti, const char* path, int mode, dms_dev** out);
+	void put_device(dms_target* ti, dms_dev* dev);
+	dms_devt_t lookup_devt(const char* path) const;
+
+	// Objects the services hand out (locks, work items, waiters) come
+	// from the same counted, failure-injecting allocator as kzalloc().
+	template <typename T, typename... Args>
+	T* make(Args&&... args)
+	{
+		void* mem = zalloc(sizeof(T));
+		return mem ? new (mem) T(std::forward<Args>(args)...) : nullptr;
+	}
+	template <typename T>
+	void destroy(T* obj)
+	{
+		if (!obj)
+			return;
+		obj->~T();
+		zfree(obj);
+	}
+
+private:
+	FakeKernel();
+	int resolve_locked(const char* path, dms_dev** out) const;
+
+	mutable std::mutex lock_;
+	std::vector<std::unique_ptr<dms_dev>> devices_;
+	std::vector<LogEntry> log_;
+	std::vector<std::string> misuse_;
+	std::unordered_set<void*> live_;
+	unsigned long allocation_calls_ = 0;
+	std::optional<unsigned long> fail_only_;
+	std::optional<unsigned long> fail_after_;
+	std::unique_ptr<WorkQueue> module_wq_;
+	std::unique_ptr<WorkQueue> kcopyd_wq_;
+};
+
+// Records a misuse if the calling thread holds a spinlock: `what` may sleep.
+void might_sleep(const char* what);
+
+}  // namespace fake

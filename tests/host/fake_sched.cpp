@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+// Scheduling services of the fake kernel: work queues, locks, waiters,
+// sleeping, and the context checks (might_sleep, lock classes).
+#include <algorithm>
+#include <chrono>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "fake_kernel.hpp"
+#include "fake_workqueue.hpp"
+
+struct dms_spinlock {
+	explicit dms_spinlock(unsigned int c) : lock_class(c) {}
+	std::mutex m;
+	unsigned int lock_class;
+};
+
+struct dms_rwsem {
+	std::shared_mutex m;
+};
+
+// Wakes bump a generation count, so a wake between a waiter's check of
+// its condition and its sleep is never lost, and the condition runs
+// without the waiter's mutex held (it takes the core's own locks).
+struct dms_waiter {
+	std::mutex m;
+	std::condition_variable cv;
+	unsigned long generation = 0;
+};
+
+namespace fake {
+
+namespace {
+
+// Classes of the spinlocks the calling thread holds, in lock order.
+thread_local std::vector<unsigned int> t_spin_classes;
+
+}  // namespace
+
+void might_sleep(const char* what)
+{
+	if (!t_spin_classes.empty())
+		FakeKernel::instance().report_misuse(std::string(what) +
+						     " may sleep, called with a spinlock held");
+}
+
+WorkQueue::WorkQueue() : thread_([this] { worker(); }) {}
+
+WorkQueue::~WorkQueue()
+{
+	{
+		std::lock_guard<std::mutex> guard(lock_);
+		stop_ = true;
+	}
+	changed_.notify_all();
+	thread_.join();
+}
+
+void WorkQueue::run(std::function<void()> job)
+{
+	{
+		std::lock_guard<std::mutex> guard(lock_);
+		jobs_.push_back({nullptr, std::move(job)});
+	}
+	changed_.notify_all();
+}
+
+void WorkQueue::queue(dms_work* w)
+{
+	{
+		std::lock_guard<std::mutex> guard(lock_);
+		if (w->queued || w->cancelled)
+			return;
+		w->queued = true;
+		jobs_.push_back({w, nullptr});
+	}
+	changed_.notify_all();
+}
+
+void WorkQueue::cancel_sync(dms_work* w)
+{
+	std::unique_lock<std::mutex> guard(lock_);
+	if (w->running && std::this_thread::get_id() == thread_.get_id()) {
+		guard.unlock();
+		FakeKernel::instance().report_misuse("dms_work_destroy() from the item's own fn");
+		return;
+	}
+	w->cancelled = true;
+	if (w->queued) {
+		jobs_.erase(std::find_if(jobs_.begin(), jobs_.end(),
+					 [w](const Job& j) { return j.work == w; }));
+		w->queued = false;
+	}
+	changed_.wait(guard, [w] { return !w->running; });
+}
+
+bool WorkQueue::drain()
+{
+	std::unique_lock<std::mutex> guard(lock_);
+	const bool idle = jobs_.empty() && !busy_;
+	changed_.wait(guard, [this] { return jobs_.empty() && !busy_; });
+	return idle;
+}
+
+void WorkQueue::worker()
+{
+	std::unique_lock<std::mutex> guard(lock_);
+	for (;;) {
+		changed_.wait(guard, [this] { return stop_ || !jobs_.empty(); });
+		if (jobs_.empty())
+			return;
+		Job job = std::move(jobs_.front());
+		jobs_.pop_front();
+		busy_ = true;
+		if (job.work) {
+			job.work->queued = false;
+			job.work->running = true;
+		}
+		guard.unlock();
+		if (job.work)
+			job.work->fn(job.work->ctx);
+		else
+			job.fn();
+		if (!t_spin_classes.empty()) {
+			FakeKernel::instance().report_misuse("work ended with a spinlock held");
+			t_spin_classes.clear();
+		}
+		guard.lock();
+		if (job.work)
+			job.work->running = false;
+		busy_ = false;
+		changed_.notify_all();
+	}
+}
+
+}  // namespace fake
+
+using fake::FakeKernel;
+
+extern "C" {
+
+dms_spinlock* dms_spinlock_create(unsigned int dms_lock_class)
+{
+	fake::might_sleep("dms_spinlock_create");
+	return FakeKernel::instance().make<dms_spinlock>(dms_lock_class);
+}
+
+void dms_spinlock_destroy(dms_spinlock* l)
+{
+	FakeKernel::instance().destroy(l);
+}
+
+void dms_spin_lock(dms_spinlock* l)
+{
+	auto& held = fake::t_spin_classes;
+	if (std::find(held.begin(), held.end(), l->lock_class) != held.end())
+		FakeKernel::instance().report_misuse("two spinlocks of class " +
+						     std::to_string(l->lock_class) + " held together");
+	l->m.lock();
+	held.push_back(l->lock_class);
+}
+
+void dms_spin_unlock(dms_spinlock* l)
+{
+	auto& held = fake::t_spin_classes;
+	auto it = std::find(held.rbegin(), held.rend(), l->lock_class);
+	if (it == held.rend())
+		FakeKernel::instance().report_misuse("dms_spin_unlock() of a lock not held");
+	else
+		held.erase(std::next(it).base());
+	l->m.unlock();
+}
+
+dms_rwsem* dms_rwsem_create(void)
+{
+	fake::might_sleep("dms_rwsem_create");
+	return FakeKernel::instance().make<dms_rwsem>();
+}
+
+void dms_rwsem_destroy(dms_rwsem* l)
+{
+	FakeKernel::instance().destroy(l);
+}
+
+void dms_down_read(dms_rwsem* l)
+{
+	fake::might_sleep("dms_down_read");
+	l->m.lock_shared();
+}
+
+void dms_up_read(dms_rwsem* l)
+{
+	l->m.unlock_shared();
+}
+
+void dms_down_write(dms_rwsem* l)
+{
+	fake::might_sleep("dms_down_write");
+	l->m.lock();
+}
+
+void dms_up_write(dms_rwsem* l)
+{
+	l->m.unlock();
+}
+
+dms_work* dms_work_create(dms_work_fn fn, void* ctx)
+{
+	fake::might_sleep("dms_work_create");
+	return FakeKernel::instance().make<dms_work>(fn, ctx);
+}
+
+void dms_work_destroy(dms_work* w)
+{
+	if (!w)
+		return;
+	fake::might_sleep("dms_work_destroy");
+	FakeKernel::instance().module_wq().cancel_sync(w);
+	FakeKernel::instance().destroy(w);
+}
+
+void dms_work_queue(dms_work* w)
+{
+	FakeKernel::instance().module_wq().queue(w);
+}
+
+dms_waiter* dms_waiter_create(void)
+{
+	fake::might_sleep("dms_waiter_create");
+	return FakeKernel::instance().make<dms_waiter>();
+}
+
+void dms_waiter_destroy(dms_waiter* w)
+{
+	FakeKernel::instance().destroy(w);
+}
+
+void dms_waiter_wait(dms_waiter* w, dms_cond_fn cond, void* ctx)
+{
+	fake::might_sleep("dms_waiter_wait");
+	for (;;) {
+		unsigned long seen;
+		{
+			std::lock_guard<std::mutex> guard(w->m);
+			seen = w->generation;
+		}
+		if (cond(ctx))
+			return;
+		std::unique_lock<std::mutex> guard(w->m);
+		w->cv.wait(guard, [&] { return w->generation != seen; });
+	}
+}
+
+void dms_waiter_wake(dms_waiter* w)
+{
+	{
+		std::lock_guard<std::mutex> guard(w->m);
+		w->generation++;
+	}
+	w->cv.notify_all();
+}
+
+void dms_msleep(unsigned int ms)
+{
+	fake::might_sleep("dms_msleep");
+	std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+}  // extern "C"

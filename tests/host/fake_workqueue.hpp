@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+// The fake kernel's work queues: one thread each, running queued work
+// items (dms_work) and one-shot completions in order.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "dm-snap.h"
+
+// A work item; its flags are guarded by the lock of the queue it runs on.
+struct dms_work {
+	dms_work(dms_work_fn f, void* c) : fn(f), ctx(c) {}
+	dms_work_fn fn;
+	void* ctx;
+	bool queued = false;	// waiting to start
+	bool running = false;
+	bool cancelled = false;	// being destroyed: queueing is ignored
+};
+
+namespace fake {
+
+class WorkQueue {
+public:
+	WorkQueue();
+	~WorkQueue();	// runs what is queued, then stops the thread
+	WorkQueue(const WorkQueue&) = delete;
+	WorkQueue& operator=(const WorkQueue&) = delete;
+
+	// One-shot job: an I/O or copy completion.
+	void run(std::function<void()> job);
+	// queue_work(): no-op while queued and not started.
+	void queue(dms_work* w);
+	// cancel_work_sync(): drops a queued instance, waits for a running one.
+	void cancel_sync(dms_work* w);
+	// Waits until nothing is queued or running; true if it was already so.
+	bool drain();
+
+private:
+	struct Job {
+		dms_work* work;	// or, when null, fn
+		std::function<void()> fn;
+	};
+	void worker();
+
+	std::mutex lock_;
+	std::condition_variable changed_;
+	std::deque<Job> jobs_;
+	bool busy_ = false;
+	bool stop_ = false;
+	std::thread thread_;	// last: starts once the rest is set up
+};
+
+}  // namespace fake

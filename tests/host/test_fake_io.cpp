@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0
+// The fake kernel's block services: memory-backed devices, dm-io, kcopyd
+// and bios.  I/O-path tests rely on these behaving like the kernel's.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "kernel_test.hpp"
+
+using Bytes = std::vector<unsigned char>;
+
+namespace {
+
+class FakeIoTest : public KernelTest {
+protected:
+	void SetUp() override
+	{
+		KernelTest::SetUp();
+		a = &kernel.add_device("/dev/a", 8, 0, 64);
+		b = &kernel.add_device("/dev/b", 8, 16, 64);
+		c = &kernel.add_device("/dev/c", 8, 32, 64);
+		for (const char* path : {"/dev/a", "/dev/b", "/dev/c"}) {
+			dms_dev* dev;
+			ASSERT_EQ(dms_target_get_device(&ti, path, DMS_MODE_TABLE, &dev), 0);
+		}
+	}
+
+	void TearDown() override
+	{
+		while (!ti.held.empty())
+			dms_target_put_device(&ti, ti.held.back());
+		KernelTest::TearDown();
+	}
+
+	dms_target ti;
+	dms_dev* a = nullptr;
+	dms_dev* b = nullptr;
+	dms_dev* c = nullptr;
+};
+
+// Completion records, filled on the work queue threads.
+struct IoDone {
+	std::atomic<int> calls{0};
+	std::atomic<int> error{1};
+	std::thread::id thread;
+	static void fn(void* ctx, int error)
+	{
+		auto* d = static_cast<IoDone*>(ctx);
+		d->thread = std::this_thread::get_id();
+		d->error = error;
+		d->calls++;
+	}
+};
+
+struct CopyDone {
+	std::atomic<int> calls{0};
+	int read_error = -1;
+	unsigned long mask = ~0ul;
+	static void fn(void* ctx, int read_error, unsigned long mask)
+	{
+		auto* d = static_cast<CopyDone*>(ctx);
+		d->read_error = read_error;
+		d->mask = mask;
+		d->calls++;
+	}
+};
+
+}  // namespace
+
+TEST_F(FakeIoTest, UnwrittenSectorsReadAsZeros)
+{
+	Bytes buf(1024, 0xff);
+	EXPECT_EQ(dms_dev_io_sync(a, DMS_IO_READ, 62, 2, buf.data()), 0);
+	EXPECT_EQ(buf, Bytes(1024, 0));
+}
+
+TEST_F(FakeIoTest, SyncWriteThenRead)
+{
+	Bytes out(1536);
+	for (std::size_t i = 0; i < out.size(); i++)
+		out[i] = static_cast<unsigned char>(i * 7);
+	EXPECT_EQ(dms_dev_io_sync(a, DMS_IO_WRITE | DMS_IO_FUA, 7, 3, out.data()), 0);
+	Bytes in(1536);
+	EXPECT_EQ(dms_dev_io_sync(a, DMS_IO_READ, 7, 3, in.data()), 0);
+	EXPECT_EQ(in, out);
+	EXPECT_EQ(a->read(7, 3), out);
+	EXPECT_EQ(a->read(6, 1), Bytes(512, 0));
+}
+
+TEST_F(FakeIoTest, IoPastTheEndOrOnAFailingDeviceIsEio)
+{
+	Bytes buf(1024);
+	EXPECT_EQ(dms_dev_io_sync(a, DMS_IO_READ, 63, 2, buf.data()), -EIO);
+	EXPECT_EQ(dms_dev_io_sync(a, DMS_IO_WRITE, 64, 1, buf.data()), -EIO);
+	a->fail_reads = true;
+	EXPECT_EQ(dms_dev_io_sync(a, DMS_IO_READ, 0, 1, buf.data()), -EIO);
+	EXPECT_EQ(dms_dev_io_sync(a, DMS_IO_WRITE, 0, 1, buf.data()), 0);
+	a->fail_writes = true;
+	EXPECT_EQ(dms_dev_io_sync(a, DMS_IO_WRITE, 0, 1, buf.data()), -EIO);
+}
+
+TEST_F(FakeIoTest, AsyncIoCompletesOnTheModuleWorkQueue)
+{
+	a->write(4, Bytes(512, 0x42));
+	Bytes buf(512);
+	IoDone done;
+	ASSERT_EQ(dms_dev_io_async(a, DMS_IO_READ, 4, 1, buf.data(), &IoDone::fn, &done), 0);
+	kernel.drain();
+	EXPECT_EQ(done.calls, 1);
+	EXPECT_EQ(done.error, 0);
+	EXPECT_NE(done.thread, std::this_thread::get_id());
+	EXPECT_EQ(buf, Bytes(512, 0x42));
+
+	a->fail_writes = true;
+	IoDone failed;
+	ASSERT_EQ(dms_dev_io_async(a, DMS_IO_WRITE, 0, 1, buf.data(), &IoDone::fn, &failed), 0);
+	kernel.drain();
+	EXPECT_EQ(failed.error, -EIO);
+}
+
+TEST_F(FakeIoTest, CopyReadsOnceAndWritesEveryDestination)
+{
+	a->write(8, Bytes(2048, 0x5a));
+	c->fail_writes = true;
+	const dms_copy_dest dests[] = {{b, 16}, {c, 0}, {b, 40}};
+	CopyDone done;
+	dms_copy(a, 8, 4, dests, 3, &CopyDone::fn, &done);
+	kernel.drain();
+	EXPECT_EQ(done.calls, 1);
+	EXPECT_EQ(done.read_error, 0);
+	EXPECT_EQ(done.mask, 0b010ul);
+	EXPECT_EQ(b->read(16, 4), Bytes(2048, 0x5a));
+	EXPECT_EQ(b->read(40, 4), Bytes(2048, 0x5a));
+}
+
+TEST_F(FakeIoTest, CopyWithAReadErrorWritesNothing)
+{
+	a->fail_reads = true;
+	const dms_copy_dest dests[] = {{b, 0}};
+	b->write(0, Bytes(512, 0x11));
+	CopyDone done;
+	dms_copy(a, 0, 1, dests, 1, &CopyDone::fn, &done);
+	kernel.drain();
+	EXPECT_EQ(done.read_error, 1);
+	EXPECT_EQ(done.mask, 0ul);
+	EXPECT_EQ(b->read(0, 1), Bytes(512, 0x11));
+}
+
+TEST_F(FakeIoTest, IoOnADeviceNotHeldIsMisuse)
+{
+	dms_dev& loose = kernel.add_device("/dev/loose", 9, 0, 8);
+	Bytes buf(512);
+	EXPECT_EQ(dms_dev_io_sync(&loose, DMS_IO_READ, 0, 1, buf.data()), 0);
+	EXPECT_EQ(kernel.take_misuse().size(), 1u);
+}
+
+TEST_F(FakeIoTest, RemappedBioIsSubmittedToItsDevice)
+{
+	dms_bio write(100, 2, DMS_BIO_WRITE | DMS_BIO_FUA);
+	write.data.assign(1024, 0x77);
+	dms_bio_info info;
+	dms_bio_get_info(&write, &info);
+	EXPECT_EQ(info.sector, 100u);
+	EXPECT_EQ(info.sectors, 2u);
+	EXPECT_EQ(info.flags, unsigned{DMS_BIO_WRITE | DMS_BIO_FUA});
+	int end_error = 1;
+	write.on_end = [&](dms_bio*, int error) { end_error = error; };
+	dms_bio_remap(&write, b, 10);
+	dms_bio_submit(&write);
+	EXPECT_TRUE(write.ended());
+	EXPECT_EQ(write.error(), 0);
+	EXPECT_EQ(end_error, 0);
+	EXPECT_EQ(b->read(10, 2), Bytes(1024, 0x77));
+
+	dms_bio read(0, 2, 0);
+	dms_bio_remap(&read, b, 10);
+	dms_bio_submit(&read);
+	EXPECT_EQ(read.data, Bytes(1024, 0x77));
+}
+
+TEST_F(FakeIoTest, HookedBioCompletesToTheHookAndEndsLater)
+{
+	dms_bio bio(0, 1, DMS_BIO_WRITE);
+	dms_bio_remap(&bio, c, 0);
+	c->fail_writes = true;
+	IoDone done;
+	dms_bio_submit_hooked(&bio, &IoDone::fn, &done);
+	kernel.drain();
+	EXPECT_EQ(done.calls, 1);
+	EXPECT_EQ(done.error, -EIO);
+	EXPECT_FALSE(bio.ended());
+	dms_bio_endio(&bio, -EIO);
+	EXPECT_TRUE(bio.wait_ended(0));
+	EXPECT_EQ(bio.error(), -EIO);
+}
+
+TEST_F(FakeIoTest, PartialAcceptShortensTheBio)
+{
+	dms_bio bio(6, 8, DMS_BIO_WRITE);
+	dms_bio_accept_partial(&bio, 2);
+	EXPECT_EQ(bio.info.sectors, 2u);
+	EXPECT_EQ(bio.data.size(), 1024u);
+}
+
+TEST_F(FakeIoTest, PerBioDataIsAlignedStableAndNotZeroed)
+{
+	dms_bio bio(0, 1, 0);
+	void* p = dms_bio_per_data(&bio, 20);
+	EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 8, 0u);
+	EXPECT_EQ(*static_cast<unsigned char*>(p), 0xa5);
+	EXPECT_EQ(dms_bio_per_data(&bio, 20), p);
+}
+
+TEST_F(FakeIoTest, EndingABioTwiceIsMisuse)
+{
+	dms_bio bio(0, 1, 0);
+	dms_bio_endio(&bio, 0);
+	dms_bio_endio(&bio, 0);
+	EXPECT_EQ(kernel.take_misuse().size(), 1u);
+}

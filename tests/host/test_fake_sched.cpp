@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-2.0
+// The fake kernel's scheduling services: work items with the kernel's
+// queue/cancel semantics, waiters, locks, and the context checks.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "kernel_test.hpp"
+
+using FakeSchedTest = KernelTest;
+
+namespace {
+
+// A work function whose runs can be held at a gate.
+struct Counter {
+	std::atomic<int> runs{0};
+	std::atomic<bool> started{false};
+	std::atomic<bool> release{true};
+	static void fn(void* ctx)
+	{
+		auto* c = static_cast<Counter*>(ctx);
+		c->started = true;
+		while (!c->release)
+			std::this_thread::yield();
+		c->runs++;
+	}
+};
+
+void wait_for(const std::atomic<bool>& flag)
+{
+	while (!flag)
+		std::this_thread::yield();
+}
+
+}  // namespace
+
+TEST_F(FakeSchedTest, QueueingAQueuedItemIsANoOp)
+{
+	Counter gate;
+	gate.release = false;
+	dms_work* blocker = dms_work_create(&Counter::fn, &gate);
+	Counter c;
+	dms_work* w = dms_work_create(&Counter::fn, &c);
+	ASSERT_NE(blocker, nullptr);
+	ASSERT_NE(w, nullptr);
+	dms_work_queue(blocker);
+	wait_for(gate.started);
+	dms_work_queue(w);
+	dms_work_queue(w);
+	gate.release = true;
+	kernel.drain();
+	EXPECT_EQ(c.runs, 1);
+	dms_work_destroy(w);
+	dms_work_destroy(blocker);
+}
+
+TEST_F(FakeSchedTest, QueueingARunningItemRunsItOnceMore)
+{
+	Counter c;
+	c.release = false;
+	dms_work* w = dms_work_create(&Counter::fn, &c);
+	dms_work_queue(w);
+	wait_for(c.started);
+	dms_work_queue(w);
+	c.release = true;
+	kernel.drain();
+	EXPECT_EQ(c.runs, 2);
+	dms_work_destroy(w);
+}
+
+TEST_F(FakeSchedTest, DestroyDropsAnInstanceNotStarted)
+{
+	Counter gate;
+	gate.release = false;
+	dms_work* blocker = dms_work_create(&Counter::fn, &gate);
+	Counter c;
+	dms_work* w = dms_work_create(&Counter::fn, &c);
+	dms_work_queue(blocker);
+	wait_for(gate.started);
+	dms_work_queue(w);
+	dms_work_destroy(w);
+	gate.release = true;
+	kernel.drain();
+	EXPECT_EQ(c.runs, 0);
+	dms_work_destroy(blocker);
+	dms_work_destroy(nullptr);
+}
+
+TEST_F(FakeSchedTest, DestroyWaitsForARunningInstance)
+{
+	Counter c;
+	c.release = false;
+	dms_work* w = dms_work_create(&Counter::fn, &c);
+	dms_work_queue(w);
+	wait_for(c.started);
+	std::thread releaser([&] {
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		c.release = true;
+	});
+	dms_work_destroy(w);
+	EXPECT_EQ(c.runs, 1);
+	releaser.join();
+}
+
+TEST_F(FakeSchedTest, WaiterSleepsUntilItsConditionHolds)
+{
+	dms_waiter* w = dms_waiter_create();
+	ASSERT_NE(w, nullptr);
+	std::atomic<int> value{0};
+	std::thread producer([&] {
+		for (int i = 0; i < 5; i++) {
+			std::this_thread::sleep_for(std::chrono::milliseconds(2));
+			value++;
+			dms_waiter_wake(w);
+		}
+	});
+	dms_waiter_wait(
+		w, [](void* ctx) { return static_cast<std::atomic<int>*>(ctx)->load() >= 5 ? 1 : 0; },
+		&value);
+	EXPECT_EQ(value, 5);
+	producer.join();
+	dms_waiter_destroy(w);
+}
+
+TEST_F(FakeSchedTest, CreateFailsWithTheAllocator)
+{
+	kernel.fail_allocations_after(0);
+	EXPECT_EQ(dms_spinlock_create(DMS_LOCK_STRIPE), nullptr);
+	EXPECT_EQ(dms_rwsem_create(), nullptr);
+	EXPECT_EQ(dms_work_create(&Counter::fn, nullptr), nullptr);
+	EXPECT_EQ(dms_waiter_create(), nullptr);
+}
+
+TEST_F(FakeSchedTest, NestingLocksOfDifferentClassesIsFine)
+{
+	dms_spinlock* stripe = dms_spinlock_create(DMS_LOCK_STRIPE);
+	dms_spinlock* alloc = dms_spinlock_create(DMS_LOCK_ALLOC);
+	dms_spin_lock(stripe);
+	dms_spin_lock(alloc);
+	dms_spin_unlock(alloc);
+	dms_spin_unlock(stripe);
+	dms_rwsem* sem = dms_rwsem_create();
+	dms_down_read(sem);
+	dms_down_read(sem);
+	dms_up_read(sem);
+	dms_up_read(sem);
+	dms_down_write(sem);
+	dms_up_write(sem);
+	dms_rwsem_destroy(sem);
+	dms_spinlock_destroy(alloc);
+	dms_spinlock_destroy(stripe);
+}
+
+TEST_F(FakeSchedTest, TwoLocksOfOneClassIsMisuse)
+{
+	dms_spinlock* a = dms_spinlock_create(DMS_LOCK_STRIPE);
+	dms_spinlock* b = dms_spinlock_create(DMS_LOCK_STRIPE);
+	dms_spin_lock(a);
+	dms_spin_lock(b);
+	dms_spin_unlock(b);
+	dms_spin_unlock(a);
+	EXPECT_EQ(kernel.take_misuse().size(), 1u);
+	dms_spinlock_destroy(b);
+	dms_spinlock_destroy(a);
+}
+
+TEST_F(FakeSchedTest, SleepingUnderASpinlockIsMisuse)
+{
+	dms_spinlock* l = dms_spinlock_create(DMS_LOCK_COMMIT);
+	dms_spin_lock(l);
+	dms_msleep(0);
+	void* p = dms_zalloc(8);
+	dms_spin_unlock(l);
+	dms_msleep(0);
+	EXPECT_EQ(kernel.take_misuse(),
+		  (std::vector<std::string>{"dms_msleep may sleep, called with a spinlock held",
+					    "dms_zalloc may sleep, called with a spinlock held"}));
+	dms_free(p);
+	dms_spinlock_destroy(l);
+}
+
+TEST_F(FakeSchedTest, EventsAndParameters)
+{
+	dms_target ti;
+	dms_target_event(&ti);
+	dms_target_event(&ti);
+	EXPECT_EQ(ti.events, 2u);
+	EXPECT_EQ(dms_param_cow_threshold(), 2048u);
+	kernel.cow_threshold = 0;
+	EXPECT_EQ(dms_param_cow_threshold(), 0u);
+}
