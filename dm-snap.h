@@ -48,6 +48,7 @@ typedef __SIZE_TYPE__ dms_size_t;
 #define DMS_ENXIO 6
 #define DMS_ENOSPC 28
 #define DMS_EEXIST 17
+#define DMS_EBUSY 16
 
 /* ------------------------------------------------------------------ */
 /* Kernel services used by the core                                    */

@@ -5,13 +5,21 @@
 // for the same reason).
 //
 // Each stripe holds, under one spinlock: the completed exceptions of its
-// chunks (a ChunkMap), the chain of pending exceptions, and counters of
-// snapshot reads in flight to the origin for its chunks.  Callers lock a
-// stripe with StripeGuard and use the *_locked() members.
+// chunks (a ChunkMap) and the chain of pending exceptions.  Callers lock a
+// stripe and use the *_locked() members.
+//
+// It also counts snapshot reads in flight to the origin, per chunk offset
+// within a 64-chunk block (exact for the chunks of one block; blocks that
+// share a stripe share counters, which only delays).  Counting up happens
+// under the stripe lock, together with the check that the chunk has no
+// exception and no pending one; counting down happens in bio completion,
+// possibly in interrupt context, so the counters are atomics and the
+// spinlock is never taken there.
 #pragma once
 
 #include "chunk_map.hpp"
 #include "dm-snap.h"
+#include "ktl/lock.hpp"
 #include "ktl/types.hpp"
 #include "pending.hpp"
 
@@ -20,13 +28,13 @@ namespace snapcore {
 class ExceptionTable {
 public:
 	static constexpr unsigned kStripes = 128;
-	static constexpr unsigned kTrackSlots = 16;
+	static constexpr unsigned kTrackSlots = ChunkMap::kBlockChunks;
 
 	struct Stripe {
 		dms_spinlock* lock;
 		ChunkMap complete;
 		Pending* pending;
-		ktl::u32 tracked[kTrackSlots];
+		ktl::Atomic<ktl::u32> tracked[kTrackSlots];
 	};
 
 	ExceptionTable() = default;
@@ -47,9 +55,10 @@ public:
 	static Pending* find_pending_locked(Stripe& s, ktl::u64 old);
 	static void add_pending_locked(Stripe& s, Pending* pe);
 	static void remove_pending_locked(Stripe& s, Pending* pe);
-	static void track_locked(Stripe& s, ktl::u64 chunk) { s.tracked[track_slot(chunk)]++; }
-	static void untrack_locked(Stripe& s, ktl::u64 chunk) { s.tracked[track_slot(chunk)]--; }
-	static bool is_tracked_locked(Stripe& s, ktl::u64 chunk) { return s.tracked[track_slot(chunk)]; }
+	static void track_locked(Stripe& s, ktl::u64 chunk) { s.tracked[track_slot(chunk)].fetch_add(1); }
+	// Any context, no lock.
+	static void untrack(Stripe& s, ktl::u64 chunk) { s.tracked[track_slot(chunk)].fetch_sub(1); }
+	static bool is_tracked(Stripe& s, ktl::u64 chunk) { return s.tracked[track_slot(chunk)].load(); }
 
 	ktl::size_t count();
 	ktl::size_t memory_bytes();

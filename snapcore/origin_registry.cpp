@@ -3,6 +3,7 @@
 
 #include "ktl/lock.hpp"
 #include "ktl/new.hpp"
+#include "ktl/utility.hpp"
 #include "snapshot.hpp"
 
 namespace snapcore {
@@ -17,7 +18,10 @@ int OriginRegistry::init()
 	if (!r)
 		return -DMS_ENOMEM;
 	r->lock_ = dms_rwsem_create();
-	if (!r->lock_) {
+	r->waiter_ = dms_waiter_create();
+	if (!r->lock_ || !r->waiter_) {
+		dms_rwsem_destroy(r->lock_);
+		dms_waiter_destroy(r->waiter_);
 		ktl::destroy(r);
 		return -DMS_ENOMEM;
 	}
@@ -30,6 +34,7 @@ void OriginRegistry::exit()
 	if (!g_registry)
 		return;
 	dms_rwsem_destroy(g_registry->lock_);
+	dms_waiter_destroy(g_registry->waiter_);
 	ktl::destroy(g_registry);
 	g_registry = nullptr;
 }
@@ -58,6 +63,15 @@ void OriginRegistry::remove(Snapshot* s)
 	s->registry_next = nullptr;
 }
 
+bool OriginRegistry::cow_in_use(dms_devt_t cow_devt)
+{
+	ktl::ReadGuard g(lock_);
+	for (Snapshot* s = head_; s; s = s->registry_next)
+		if (s->cow_devt() == cow_devt)
+			return true;
+	return false;
+}
+
 ktl::u32 OriginRegistry::min_chunk_sectors(dms_devt_t devt)
 {
 	ktl::ReadGuard g(lock_);
@@ -72,7 +86,8 @@ Snapshot* OriginRegistry::find_throttled(dms_devt_t devt)
 {
 	ktl::ReadGuard g(lock_);
 	for (Snapshot* s = head_; s; s = s->registry_next) {
-		if (s->origin_devt() == devt && s->active() && s->valid() && s->over_threshold()) {
+		if (s->origin_devt() == devt && s->active() && s->valid() && !s->is_merge() &&
+		    s->over_threshold()) {
 			s->get_ref();
 			return s;
 		}
@@ -123,13 +138,17 @@ int OriginRegistry::origin_write(dms_devt_t devt, PerBio* pb, bool throttle)
 	{
 		ktl::ReadGuard g(lock_);
 		for (Snapshot* s = head_; s; s = s->registry_next) {
-			if (s->origin_devt() != devt || !s->active() || !s->valid())
+			// Invalid snapshots still take part: one whose invalid
+			// header is not yet on disk holds the write back.
+			if (s->origin_devt() != devt || !s->active() || s->is_merge() ||
+			    info.sector >= s->len())
 				continue;
 			// The origin target splits writes at the smallest chunk
 			// size it knew at resume; a snapshot added since may have
 			// a smaller one, so walk every chunk the write touches.
+			const ktl::u64 end = ktl::min(info.sector + info.sectors, s->len());
 			const ktl::u64 first = info.sector >> s->chunk_shift();
-			const ktl::u64 last = (info.sector + info.sectors - 1) >> s->chunk_shift();
+			const ktl::u64 last = (end - 1) >> s->chunk_shift();
 			for (ktl::u64 chunk = first; chunk <= last; chunk++) {
 				Pending* pe = nullptr;
 				switch (s->origin_chunk(chunk, waiting, &pe)) {

@@ -23,6 +23,12 @@ public:
 
 	void add(Snapshot* s);
 	void remove(Snapshot* s);
+	// Whether a registered snapshot uses the COW device `cow_devt`.
+	bool cow_in_use(dms_devt_t cow_devt);
+
+	// Lives as long as the module: for waits that must outlive a snapshot.
+	void wait(dms_cond_fn cond, void* ctx) { dms_waiter_wait(waiter_, cond, ctx); }
+	void wake() { dms_waiter_wake(waiter_); }
 
 	// Smallest chunk size among the snapshots of `devt` (0 if none):
 	// origin writes are split there so that each touches one chunk of
@@ -43,6 +49,7 @@ private:
 	Snapshot* find_throttled(dms_devt_t devt);
 
 	dms_rwsem* lock_ = nullptr;
+	dms_waiter* waiter_ = nullptr;
 	Snapshot* head_ = nullptr;
 };
 

@@ -83,6 +83,15 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 		return fail(ti, errors::kMergeNeedsPersistent, -DMS_EINVAL);
 	if (spec.type == StoreType::kTransient && !spec.chunk_sectors)
 		return fail(ti, errors::kChunkNotSet, -DMS_EINVAL);
+	// Merging is not implemented yet: refuse the table rather than load
+	// one that could only fail every I/O.
+	if (merging)
+		return fail(ti, errors::kMergeUnsupported, -DMS_EINVAL);
+	// Two instances on one COW device would each allocate from it.  The
+	// in-tree driver hands the exceptions over from the old table to the
+	// new; until this module does, it refuses the second table.
+	if (OriginRegistry::get().cow_in_use(dms_dev_devt(cow.get())))
+		return fail(ti, errors::kCowInUse, -DMS_EBUSY);
 
 	ktl::Owned<Snapshot> s(ktl::make<Snapshot>(ti));
 	if (!s)
@@ -91,6 +100,7 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 	s->spec_ = spec;
 	s->features_ = head.features;
 	s->origin_devt_ = dms_dev_devt(origin.get());
+	s->cow_devt_ = dms_dev_devt(cow.get());
 	s->origin_ = origin.release();
 	s->cow_ = cow.release();
 	if (int r = s->init_runtime())
@@ -153,8 +163,10 @@ int Snapshot::load_store(const StoreOpenParams& params, const char** error)
 
 Snapshot::~Snapshot()
 {
-	if (registered_)
+	if (registered_) {
 		OriginRegistry::get().remove(this);
+		OriginRegistry::get().wait(&Snapshot::unreferenced_cond, this);
+	}
 	if (waiter_)
 		wait_idle();
 	if (commit_work_) {

@@ -20,10 +20,6 @@ class TextSink;
 
 enum class SnapshotKind { kSnapshot, kMerge };
 
-namespace errors {
-inline constexpr const char kAllocTables[] = "Unable to allocate hash table space";
-}
-
 class Snapshot final {
 public:
 	// Parses and validates the table line, takes the devices, reads (or
@@ -47,7 +43,7 @@ public:
 	void end_io(dms_bio* bio, int error);
 	int preresume() { return 0; }
 	void resume() { active_.store(true); }
-	void postsuspend() { wait_idle(); }
+	void postsuspend();
 
 	SnapshotKind kind() const { return kind_; }
 	u32 chunk_sectors() const { return chunk_sectors_; }
@@ -58,16 +54,22 @@ public:
 	void get_ref() { refs_.fetch_add(1); }
 	void put_ref();
 	dms_devt_t origin_devt() const { return origin_devt_; }
+	dms_devt_t cow_devt() const { return cow_devt_; }
 	dms_dev* origin_dev() const { return origin_; }
 	bool active() const { return active_.load(); }
 	bool valid() const { return valid_.load(); }
 
-	// Origin-write side (origin_io.cpp).  For origin chunk `chunk` of this
+	// Origin-write side (with OriginRegistry::origin_write).  For origin chunk `chunk` of this
 	// snapshot: nothing to do (exception exists, or snapshot unusable), a
 	// copy in flight (pb, if given, now waits on it), or a new pending
 	// exception the caller must start (pb, if given, waits on it).
 	enum class OriginChunk { kDone, kInFlight, kNew };
 	OriginChunk origin_chunk(ktl::u64 chunk, PerBio* pb, Pending** new_pe);
+
+	// Sectors the snapshot covers: origin writes beyond it make no
+	// exceptions (an origin grown after the snapshot was taken).
+	ktl::u64 len() const { return dms_target_len(ti_); }
+	bool is_merge() const { return kind_ == SnapshotKind::kMerge; }
 
 	// Sleeps while this snapshot has too many copies in flight.
 	bool over_threshold() const;
@@ -108,14 +110,22 @@ private:
 	void complete_pending(Pending* pe, bool ok);
 
 	void invalidate(int err);
+	// Holds an origin write until the invalid header is durable; false
+	// if it already is.
+	bool park_until_header_written(PerBio* pb);
+	void settle_invalidation();
+	void retry_origin_writes(BioList& bios);
 	void wait_idle();
 	static int idle_cond(void* ctx);
+	static int unreferenced_cond(void* ctx);
+	static int committed_cond(void* ctx);
 	static int below_threshold_cond(void* ctx);
 
 	dms_target* ti_;
 	dms_dev* origin_ = nullptr;
 	dms_dev* cow_ = nullptr;
 	dms_devt_t origin_devt_ = 0;
+	dms_devt_t cow_devt_ = 0;
 	SnapshotKind kind_ = SnapshotKind::kSnapshot;
 	StoreSpec spec_;
 	SnapshotFeatures features_;
@@ -133,7 +143,6 @@ private:
 	ktl::Atomic<bool> valid_{true};
 	ktl::Atomic<bool> overflow_{false};
 	ktl::Atomic<bool> active_{false};
-	ktl::Atomic<bool> invalid_header_pending_{false};
 	ktl::Atomic<u32> in_flight_{0};		// pending exceptions alive
 	ktl::Atomic<u32> refs_{0};
 	bool registered_ = false;
@@ -144,7 +153,14 @@ private:
 	dms_spinlock* commit_lock_ = nullptr;
 	Pending* done_ = nullptr;		// sorted by seq; under commit_lock_
 	ktl::u64 next_commit_seq_ = 0;		// commit worker only
+	ktl::Atomic<ktl::u64> committed_seq_{0};	// all below are complete
 	dms_work* commit_work_ = nullptr;
+
+	// Invalidation of a persistent snapshot: origin writes are parked
+	// until the header saying so is on disk.  Under commit_lock_.
+	enum class HeaderState { kValid, kNeeded, kWritten };
+	HeaderState header_ = HeaderState::kValid;
+	BioList parked_;
 };
 
 }  // namespace snapcore

@@ -109,11 +109,48 @@ void Snapshot::invalidate(int err)
 		dms_log(DMS_LOG_ERR, "Invalidating snapshot: Unable to allocate exception.");
 	else
 		dms_log(DMS_LOG_ERR, "Invalidating snapshot: Error reading/writing.");
-	if (pstore_) {
-		invalid_header_pending_.store(true);
-		dms_work_queue(commit_work_);
+	{
+		ktl::SpinGuard g(commit_lock_);
+		header_ = pstore_ ? HeaderState::kNeeded : HeaderState::kWritten;
+		if (pstore_)
+			dms_work_queue(commit_work_);
 	}
 	dms_target_event(ti_);
+}
+
+bool Snapshot::park_until_header_written(PerBio* pb)
+{
+	ktl::SpinGuard g(commit_lock_);
+	if (header_ == HeaderState::kWritten)
+		return false;
+	parked_.push(pb);
+	dms_work_queue(commit_work_);
+	return true;
+}
+
+// Commit-worker context.  Until the header says valid = 0, an origin
+// write this snapshot has not copied must not reach the origin: after a
+// crash the snapshot would come back valid with that chunk overwritten.
+void Snapshot::settle_invalidation()
+{
+	HeaderState state;
+	{
+		ktl::SpinGuard g(commit_lock_);
+		state = header_;
+	}
+	// kValid: a write parked in the moment between valid_ being cleared
+	// and header_ being set; invalidate() queues this work again.
+	if (state == HeaderState::kValid)
+		return;
+	if (state == HeaderState::kNeeded && pstore_->write_invalid_header())
+		dms_log(DMS_LOG_WARN, "write header failed");
+	BioList parked;
+	{
+		ktl::SpinGuard g(commit_lock_);
+		header_ = HeaderState::kWritten;
+		parked = parked_.take();
+	}
+	retry_origin_writes(parked);
 }
 
 int Snapshot::allocation_failed(int err, bool snapshot_write)
@@ -146,8 +183,7 @@ void Snapshot::wait_below_threshold()
 
 int Snapshot::idle_cond(void* ctx)
 {
-	auto* s = static_cast<Snapshot*>(ctx);
-	return s->in_flight_.load() == 0 && s->refs_.load() == 0;
+	return static_cast<Snapshot*>(ctx)->in_flight_.load() == 0;
 }
 
 void Snapshot::wait_idle()
@@ -155,10 +191,41 @@ void Snapshot::wait_idle()
 	dms_waiter_wait(waiter_, &Snapshot::idle_cond, this);
 }
 
+int Snapshot::unreferenced_cond(void* ctx)
+{
+	return static_cast<Snapshot*>(ctx)->refs_.load() == 0;
+}
+
+// The registry's waiter, not this snapshot's: the destructor may free the
+// snapshot as soon as the count reaches zero.
 void Snapshot::put_ref()
 {
 	refs_.fetch_sub(1);
-	dms_waiter_wake(waiter_);
+	OriginRegistry::get().wake();
+}
+
+struct SuspendWait {
+	Snapshot* s;
+	u64 seq;
+};
+
+int Snapshot::committed_cond(void* ctx)
+{
+	auto* w = static_cast<SuspendWait*>(ctx);
+	return w->s->committed_seq_.load() >= w->seq;
+}
+
+// Waits for the copies and commits in flight when the suspend began; new
+// origin writes may keep making exceptions meanwhile (the origin is a
+// separate table) and are not waited for, so this ends.
+void Snapshot::postsuspend()
+{
+	SuspendWait w{this, 0};
+	{
+		ktl::SpinGuard g(alloc_lock_);
+		w.seq = next_seq_;
+	}
+	dms_waiter_wait(waiter_, &Snapshot::committed_cond, &w);
 }
 
 // ---------------------------------------------------------------------------
@@ -259,14 +326,13 @@ int Snapshot::map(dms_bio* bio)
 	}
 }
 
+// Bio completion context, possibly an interrupt: no lock is taken.
 void Snapshot::end_io(dms_bio* bio, int error)
 {
 	PerBio* pb = per_bio(bio);
 	if (!pb->tracked)
 		return;
-	ExceptionTable::Stripe& st = table_.stripe(pb->tracked_chunk);
-	ktl::SpinGuard g(st.lock);
-	ExceptionTable::untrack_locked(st, pb->tracked_chunk);
+	ExceptionTable::untrack(table_.stripe(pb->tracked_chunk), pb->tracked_chunk);
 	pb->tracked = false;
 }
 
@@ -281,6 +347,11 @@ Snapshot::OriginChunk Snapshot::origin_chunk(u64 chunk, PerBio* pb, Pending** ne
 		OriginChunk result = OriginChunk::kDone;
 		bool need_pending = false;
 		int alloc_err = 0;
+		if (!valid_.load()) {
+			dms_free(spare);
+			return pb && park_until_header_written(pb) ? OriginChunk::kInFlight
+								  : OriginChunk::kDone;
+		}
 		{
 			ktl::SpinGuard g(st.lock);
 			Pending* pe = nullptr;
@@ -303,15 +374,15 @@ Snapshot::OriginChunk Snapshot::origin_chunk(u64 chunk, PerBio* pb, Pending** ne
 		}
 		if (need_pending) {
 			spare = new_pending(chunk);
-			if (!spare) {
+			if (!spare)
 				invalidate(-DMS_ENOMEM);
-				return OriginChunk::kDone;
-			}
+			continue;	// an invalid snapshot parks or skips the write
+		}
+		if (alloc_err) {
+			allocation_failed(alloc_err, false);
 			continue;
 		}
 		dms_free(spare);
-		if (alloc_err)
-			allocation_failed(alloc_err, false);
 		return result;
 	}
 }
@@ -374,8 +445,10 @@ void Snapshot::pending_copied(Pending* pe)
 			p = &(*p)->done_next;
 		pe->done_next = *p;
 		*p = pe;
+		// Queued under the lock: once it is dropped, the worker may
+		// commit this pending and the snapshot may be destroyed.
+		dms_work_queue(commit_work_);
 	}
-	dms_work_queue(commit_work_);
 }
 
 void Snapshot::commit_work(void* ctx)
@@ -386,10 +459,7 @@ void Snapshot::commit_work(void* ctx)
 void Snapshot::commit_ready()
 {
 	for (;;) {
-		if (invalid_header_pending_.exchange(false) && pstore_) {
-			if (pstore_->write_invalid_header())
-				dms_log(DMS_LOG_WARN, "write header failed");
-		}
+		settle_invalidation();
 
 		// Take the completed pending exceptions that are next in
 		// allocation order.
@@ -427,18 +497,32 @@ void Snapshot::commit_ready()
 			batch = pe->done_next;
 			complete_pending(pe, ok && !pe->error);
 		}
+		committed_seq_.store(next_commit_seq_);
+		dms_waiter_wake(waiter_);
 	}
 }
 
 void Snapshot::complete_pending(Pending* pe, bool ok)
 {
 	ExceptionTable::Stripe& st = table_.stripe(pe->old_chunk);
+
+	// A snapshot read sent to the origin before this exception was
+	// pending must finish before any origin write to the chunk may start.
+	// While the pending exception stays in the table, new reads of the
+	// chunk queue on it and new origin writes wait for it, so the count
+	// can only fall.  Rare and short: reads are tracked only for chunks
+	// with no exception and no pending one.
+	while (ExceptionTable::is_tracked(st, pe->old_chunk))
+		dms_msleep(1);
+
 	if (ok) {
 		if (int r = table_.insert(pe->old_chunk, pe->new_chunk, true)) {
 			invalidate(r == -DMS_EEXIST ? -DMS_EIO : r);
 			ok = false;
 		}
 	}
+	if (!ok)
+		settle_invalidation();
 
 	BioList snapshot_bios, origin_bios;
 	{
@@ -460,29 +544,19 @@ void Snapshot::complete_pending(Pending* pe, bool ok)
 	}
 	if (pe->full_bio)
 		dms_bio_endio(pe->full_bio, ok ? 0 : -DMS_EIO);
-
-	// A snapshot read sent to the origin before this copy began must
-	// finish before an origin write to the chunk may start.  Reads are
-	// tracked only for chunks with no exception and no pending one, so
-	// this is rare and short.
-	for (;;) {
-		bool tracked;
-		{
-			ktl::SpinGuard g(st.lock);
-			tracked = ExceptionTable::is_tracked_locked(st, pe->old_chunk);
-		}
-		if (!tracked)
-			break;
-		dms_msleep(1);
-	}
-	while (PerBio* pb = origin_bios.pop()) {
-		if (OriginRegistry::get().origin_write(origin_devt_, pb, false) == DMS_MAP_REMAPPED)
-			dms_bio_submit(pb->bio);
-	}
+	retry_origin_writes(origin_bios);
 
 	dms_free(pe);
 	in_flight_.fetch_sub(1);
 	dms_waiter_wake(waiter_);
+}
+
+void Snapshot::retry_origin_writes(BioList& bios)
+{
+	while (PerBio* pb = bios.pop()) {
+		if (OriginRegistry::get().origin_write(origin_devt_, pb, false) == DMS_MAP_REMAPPED)
+			dms_bio_submit(pb->bio);
+	}
 }
 
 }  // namespace snapcore

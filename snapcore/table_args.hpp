@@ -54,6 +54,11 @@ inline constexpr const char kMergeNeedsPersistent[] =
 inline constexpr const char kChunkNotSet[] = "Chunk size not set";
 inline constexpr const char kAllocSnapshot[] = "Cannot allocate private snapshot structure";
 inline constexpr const char kAllocOrigin[] = "Cannot allocate private origin structure";
+inline constexpr const char kAllocTables[] = "Unable to allocate hash table space";
+inline constexpr const char kMergeUnsupported[] =
+	"snapshot-merge is not supported by this version of the module";
+inline constexpr const char kCowInUse[] =
+	"COW device is in use by another snapshot table (handover is not supported by this version)";
 }  // namespace errors
 
 enum class StoreType { kPersistent, kTransient };

@@ -59,8 +59,6 @@ TEST_F(SnapshotStatusTest, InfoOfANewPersistentStore)
 	EXPECT_EQ(status_of("/dev/vg/lv /dev/vg/lv-cow P 8", DMSCORE_STATUS_INFO), "16/204800 16");
 	EXPECT_EQ(status_of("/dev/vg/lv /dev/vg/lv-cow PO 1024", DMSCORE_STATUS_INFO),
 		  "2048/204800 2048");
-	EXPECT_EQ(status_of("/dev/vg/lv /dev/vg/lv-cow P 16", DMSCORE_STATUS_INFO, DMSCORE_SNAPSHOT_MERGE),
-		  "32/204800 32");
 }
 
 TEST_F(SnapshotStatusTest, InfoOfANewTransientStore)
@@ -82,13 +80,6 @@ TEST_F(SnapshotStatusTest, ImaForSnapshot)
 {
 	EXPECT_EQ(status_of("/dev/vg/lv /dev/vg/lv-cow P 8", DMSCORE_STATUS_IMA),
 		  "target_name=snapshot,target_version=1.16.0,snap_origin_name=253:0,"
-		  "snap_cow_name=253:1,snap_valid=y,snap_merge_failed=n,snapshot_overflowed=n;");
-}
-
-TEST_F(SnapshotStatusTest, ImaForMerge)
-{
-	EXPECT_EQ(status_of("/dev/vg/lv /dev/vg/lv-cow P 8", DMSCORE_STATUS_IMA, DMSCORE_SNAPSHOT_MERGE),
-		  "target_name=snapshot-merge,target_version=1.5.0,snap_origin_name=253:0,"
 		  "snap_cow_name=253:1,snap_valid=y,snap_merge_failed=n,snapshot_overflowed=n;");
 }
 

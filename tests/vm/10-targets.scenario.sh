@@ -62,14 +62,21 @@ expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT P 8" "snapsho
 cow_size=$(blockdev --getsz $C)
 expect_eq "$(dmsetup status dmsnap_snap)" "0 $size snapshot 16/$cow_size 16" \
 	"new persistent store: header and first area allocated"
+# One COW device, one table: a second one (or a reload onto the same COW)
+# is refused until handover exists.
+expect_table_error "snapshot $O $C P 8" \
+	"COW device is in use by another snapshot table (handover is not supported by this version)"
+expect_fail dmsetup reload dmsnap_snap --table "0 $size snapshot $OT $CT P 8"
+expect_table_error "snapshot-merge $O $C P 8" "snapshot-merge is not supported by this version of the module"
+
 # The COW now has a header saying chunk size 8: it wins over the table's.
+check dmsetup remove dmsnap_snap
 dmesg -C
-check dmsetup reload dmsnap_snap --table "0 $size snapshot $OT $CT Po 16"
-check dmsetup resume dmsnap_snap
+check dmsetup create dmsnap_snap --table "0 $size snapshot $OT $CT Po 16"
 expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT PO 8" "PO table line, header chunk size"
 check grep -q "chunk size 8 in device metadata overrides table chunk size of 16" <(dmesg)
-check dmsetup reload dmsnap_snap --table "0 $size snapshot $OT $CT n 32"
-check dmsetup resume dmsnap_snap
+check dmsetup remove dmsnap_snap
+check dmsetup create dmsnap_snap --table "0 $size snapshot $OT $CT n 32"
 expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT N 32" "N table line"
 
 # The module is pinned while tables use it.
