@@ -2,8 +2,7 @@
 // ChunkMap: the completed exceptions of one lock stripe, origin chunk ->
 // COW chunk, in as little memory as the pattern of writes allows.
 //
-// Two open-addressing tables (linear probing, power-of-two capacity, at
-// most 3/4 full, backward-shift deletion):
+// Two open-addressing tables:
 //
 //   blocks   one 40-byte entry per aligned block of 64 origin chunks whose
 //            exceptions sit at the same offsets in a run of COW chunks
@@ -22,9 +21,11 @@
 //
 // Single-threaded: ExceptionTable adds the locking.  Growing needs memory,
 // which the caller allocates outside its lock (see try_insert/grow).
+// Both tables are ProbeTables (probe_table.hpp).
 #pragma once
 
 #include "ktl/types.hpp"
+#include "probe_table.hpp"
 
 namespace snapcore {
 
@@ -57,7 +58,6 @@ public:
 	ChunkMap() = default;
 	ChunkMap(const ChunkMap&) = delete;
 	ChunkMap& operator=(const ChunkMap&) = delete;
-	~ChunkMap();
 
 	// COW chunk of `old`, or kNone.
 	u64 lookup(u64 old) const;
@@ -67,8 +67,10 @@ public:
 	InsertResult try_insert(u64 old, u64 new_chunk);
 
 	// Capacities (entries) try_insert needs; the current ones if enough.
-	size_t needed_single_capacity() const;
-	size_t needed_block_capacity() const;
+	size_t needed_single_capacity() const { return singles_.needed_capacity(); }
+	size_t needed_block_capacity() const { return blocks_.needed_capacity(); }
+	size_t single_capacity() const { return singles_.capacity(); }
+	size_t block_capacity() const { return blocks_.capacity(); }
 
 	// Moves every entry into the given zeroed arrays (either may be null
 	// to keep the current one) and returns the replaced arrays through
@@ -80,27 +82,25 @@ public:
 	bool erase(u64 old);
 
 	size_t size() const { return count_; }
-	size_t single_capacity() const { return single_cap_; }
-	size_t block_capacity() const { return block_cap_; }
 	size_t memory_bytes() const
 	{
-		return single_cap_ * sizeof(Single) + block_cap_ * sizeof(Block);
+		return singles_.capacity() * sizeof(Single) + blocks_.capacity() * sizeof(Block);
 	}
 
 	// Calls fn(old, new) for every exception (any order).
 	template <typename Fn>
-	void for_each(Fn&& fn) const;
+	void for_each(Fn&& fn) const
+	{
+		singles_.for_each([&](const Single& s) { fn(s.key - 1, s.new_chunk); });
+		blocks_.for_each([&](const Block& b) {
+			for (u64 bits = b.bits; bits; bits &= bits - 1) {
+				const u64 off = static_cast<u64>(__builtin_ctzll(bits));
+				fn(((b.key - 1) << kBlockShift) + off, b.cow_chunk(off));
+			}
+		});
+	}
 
 private:
-	static size_t capacity_for(size_t entries, size_t current);
-	static size_t hash(u64 key);
-
-	Single* find_single(u64 old) const;
-	Block* find_block(u64 block) const;
-	void put_single(u64 old, u64 new_chunk);
-	Block* put_block(u64 block, u64 base);
-	void erase_single_slot(Single* slot);
-	void erase_block_slot(Block* slot);
 	// A single in the same block as `old` whose COW chunk sits at the
 	// same distance (old +- 1 -> new +- 1), so a block can hold both.
 	Single* mergeable_neighbour(u64 old, u64 new_chunk) const;
@@ -108,30 +108,9 @@ private:
 	// that is what it takes.
 	static bool block_accepts(Block& b, u64 off, u64 new_chunk);
 
-	Single* singles_ = nullptr;
-	Block* blocks_ = nullptr;
-	size_t single_cap_ = 0;
-	size_t block_cap_ = 0;
-	size_t singles_used_ = 0;
-	size_t blocks_used_ = 0;
+	ProbeTable<Single> singles_;
+	ProbeTable<Block> blocks_;
 	size_t count_ = 0;
 };
-
-template <typename Fn>
-void ChunkMap::for_each(Fn&& fn) const
-{
-	for (size_t i = 0; i < single_cap_; i++)
-		if (singles_[i].key)
-			fn(singles_[i].key - 1, singles_[i].new_chunk);
-	for (size_t i = 0; i < block_cap_; i++) {
-		const Block& b = blocks_[i];
-		if (!b.key)
-			continue;
-		for (u64 bits = b.bits; bits; bits &= bits - 1) {
-			const u64 off = static_cast<u64>(__builtin_ctzll(bits));
-			fn(((b.key - 1) << kBlockShift) + off, b.cow_chunk(off));
-		}
-	}
-}
 
 }  // namespace snapcore
