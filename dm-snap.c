@@ -96,6 +96,11 @@ dms_sector_t dms_target_len(struct dms_target *ti)
 	return to_ti(ti)->len;
 }
 
+int dms_target_suspended(struct dms_target *ti)
+{
+	return dm_suspended(to_ti(ti));
+}
+
 dms_devt_t dms_lookup_devt(const char *path)
 {
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)

@@ -88,6 +88,8 @@ int dms_target_get_device(struct dms_target *ti, const char *path,
 void dms_target_put_device(struct dms_target *ti, struct dms_dev *dev);
 /* Length of the target in sectors. */
 dms_sector_t dms_target_len(struct dms_target *ti);
+/* Whether the target's mapped device is suspended (dm_suspended). */
+int dms_target_suspended(struct dms_target *ti);
 
 /* dev_t a table argument names ("maj:min" or a path), 0 if none. */
 dms_devt_t dms_lookup_devt(const char *path);

@@ -43,6 +43,14 @@ public:
 	ExceptionTable& operator=(const ExceptionTable&) = delete;
 
 	int init();
+	// Exchanges contents with another table (handover); neither may be in
+	// use meanwhile.
+	void swap(ExceptionTable& other)
+	{
+		Stripe* t = stripes_;
+		stripes_ = other.stripes_;
+		other.stripes_ = t;
+	}
 
 	Stripe& stripe(ktl::u64 chunk) { return stripes_[stripe_index(chunk)]; }
 

@@ -5,6 +5,7 @@
 #include "ktl/new.hpp"
 #include "ktl/utility.hpp"
 #include "snapshot.hpp"
+#include "table_args.hpp"
 
 namespace snapcore {
 
@@ -44,11 +45,44 @@ OriginRegistry& OriginRegistry::get()
 	return *g_registry;
 }
 
-void OriginRegistry::add(Snapshot* s)
+const char* OriginRegistry::add_checked(Snapshot* s, ktl::u32* source_chunk)
 {
 	ktl::WriteGuard g(lock_);
+	*source_chunk = 0;
+	for (Snapshot* o = head_; o; o = o->registry_next) {
+		if (o->cow_devt() != s->cow_devt() || o->handed_over())
+			continue;
+		if (o->handover_dest() || *source_chunk)
+			return errors::kHandoverPairing;
+		*source_chunk = o->chunk_sectors();
+	}
 	s->registry_next = head_;
 	head_ = s;
+	return nullptr;
+}
+
+Snapshot* OriginRegistry::partner_locked(Snapshot* s, bool want_dest)
+{
+	for (Snapshot* o = head_; o; o = o->registry_next) {
+		if (o == s || o->cow_devt() != s->cow_devt() || o->handed_over())
+			continue;
+		if (o->handover_dest() == want_dest)
+			return o;
+	}
+	return nullptr;
+}
+
+Snapshot* OriginRegistry::handover_partner(Snapshot* s, bool want_dest)
+{
+	ktl::ReadGuard g(lock_);
+	return partner_locked(s, want_dest);
+}
+
+void OriginRegistry::complete_handover(Snapshot* src, Snapshot* dest, BioList* parked)
+{
+	ktl::WriteGuard g(lock_);
+	dest->take_over(src);
+	src->take_parked(parked);
 }
 
 void OriginRegistry::remove(Snapshot* s)
@@ -63,21 +97,13 @@ void OriginRegistry::remove(Snapshot* s)
 	s->registry_next = nullptr;
 }
 
-bool OriginRegistry::cow_in_use(dms_devt_t cow_devt)
-{
-	ktl::ReadGuard g(lock_);
-	for (Snapshot* s = head_; s; s = s->registry_next)
-		if (s->cow_devt() == cow_devt)
-			return true;
-	return false;
-}
-
 ktl::u32 OriginRegistry::min_chunk_sectors(dms_devt_t devt)
 {
 	ktl::ReadGuard g(lock_);
 	ktl::u32 min = 0;
 	for (Snapshot* s = head_; s; s = s->registry_next)
-		if (s->origin_devt() == devt && (!min || s->chunk_sectors() < min))
+		if (s->origin_devt() == devt && !s->handed_over() &&
+		    (!min || s->chunk_sectors() < min))
 			min = s->chunk_sectors();
 	return min;
 }
@@ -143,6 +169,15 @@ int OriginRegistry::origin_write(dms_devt_t devt, PerBio* pb, bool throttle)
 			if (s->origin_devt() != devt || !s->active() || s->is_merge() ||
 			    info.sector >= s->len())
 				continue;
+			if (s->frozen()) {
+				// Draining for a handover: the write waits and
+				// is re-run against the destination.
+				if (waiting) {
+					s->park(waiting);
+					waiting = nullptr;
+				}
+				continue;
+			}
 			// The origin target splits writes at the smallest chunk
 			// size it knew at resume; a snapshot added since may have
 			// a smaller one, so walk every chunk the write touches.

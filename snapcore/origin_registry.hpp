@@ -21,10 +21,19 @@ public:
 	static void exit();
 	static OriginRegistry& get();
 
-	void add(Snapshot* s);
+	// Registers s, unless its COW device already has two tables (a
+	// source and a handover destination): then returns the ti->error.
+	// *source_chunk is set to the chunk size of the table already on the
+	// COW device, which makes s its handover destination, else to 0.
+	const char* add_checked(Snapshot* s, ktl::u32* source_chunk);
 	void remove(Snapshot* s);
-	// Whether a registered snapshot uses the COW device `cow_devt`.
-	bool cow_in_use(dms_devt_t cow_devt);
+
+	// The other side of a pending handover on s's COW device: its
+	// destination if s is the source (want_dest), else its source.
+	Snapshot* handover_partner(Snapshot* s, bool want_dest);
+	// Moves the source's state into the destination, with no origin
+	// write in progress; returns the origin writes parked meanwhile.
+	void complete_handover(Snapshot* src, Snapshot* dest, BioList* parked);
 
 	// Lives as long as the module: for waits that must outlive a snapshot.
 	void wait(dms_cond_fn cond, void* ctx) { dms_waiter_wait(waiter_, cond, ctx); }
@@ -44,6 +53,8 @@ public:
 	int origin_write(dms_devt_t devt, PerBio* pb, bool throttle);
 
 private:
+	Snapshot* partner_locked(Snapshot* s, bool want_dest);
+
 	// A snapshot of devt over its copy threshold, with a reference the
 	// caller drops, or nullptr.
 	Snapshot* find_throttled(dms_devt_t devt);

@@ -87,12 +87,6 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 	// one that could only fail every I/O.
 	if (merging)
 		return fail(ti, errors::kMergeUnsupported, -DMS_EINVAL);
-	// Two instances on one COW device would each allocate from it.  The
-	// in-tree driver hands the exceptions over from the old table to the
-	// new; until this module does, it refuses the second table.
-	if (OriginRegistry::get().cow_in_use(dms_dev_devt(cow.get())))
-		return fail(ti, errors::kCowInUse, -DMS_EBUSY);
-
 	ktl::Owned<Snapshot> s(ktl::make<Snapshot>(ti));
 	if (!s)
 		return fail(ti, errors::kAllocSnapshot, -DMS_ENOMEM);
@@ -106,7 +100,19 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 	if (int r = s->init_runtime())
 		return fail(ti, errors::kAllocTables, r);
 
-	if (spec.type == StoreType::kPersistent) {
+	// Registered before the metadata is read, atomically with the check
+	// for another table on the same COW device (origin writes skip it
+	// until resume).  With one, this table is the handover destination:
+	// it reads nothing, and takes the source's state at resume.
+	u32 source_chunk = 0;
+	if (const char* err = OriginRegistry::get().add_checked(s.get(), &source_chunk))
+		return fail(ti, err, -DMS_EINVAL);
+	s->registered_ = true;
+
+	if (source_chunk) {
+		s->handover_dest_ = true;
+		s->chunk_sectors_ = source_chunk;
+	} else if (spec.type == StoreType::kPersistent) {
 		const char* err = nullptr;
 		const StoreOpenParams params{s->cow_, spec.chunk_sectors, origin_block, cow_block};
 		if (int r = s->load_store(params, &err))
@@ -116,11 +122,6 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 	}
 	s->chunk_shift_ = ktl::ffs_index(s->chunk_sectors_);
 	s->spec_.chunk_sectors = s->chunk_sectors_;
-
-	// Exceptions start being made at resume; from now on origin writes
-	// can see this snapshot.
-	OriginRegistry::get().add(s.get());
-	s->registered_ = true;
 
 	// A merge target sends each flush twice: once to the origin and once
 	// to the COW, both of which it writes.
@@ -158,12 +159,22 @@ int Snapshot::load_store(const StoreOpenParams& params, const char** error)
 	if (r)
 		return r;
 	valid_.store(pstore_->valid());
+	// Invalid on disk already: no header write to wait for, so origin
+	// writes must not park (nothing would ever release them).
+	if (!pstore_->valid())
+		header_ = HeaderState::kWritten;
 	return 0;
 }
 
 Snapshot::~Snapshot()
 {
 	if (registered_) {
+		// Destroying a source before its destination resumed cancels
+		// the handover: the destination never gets the exceptions.
+		if (Snapshot* dest = OriginRegistry::get().handover_partner(this, true)) {
+			dest->valid_.store(false);
+			dms_log(DMS_LOG_ERR, "Cancelling snapshot handover.");
+		}
 		OriginRegistry::get().remove(this);
 		OriginRegistry::get().wait(&Snapshot::unreferenced_cond, this);
 	}

@@ -41,8 +41,11 @@ public:
 
 	int map(dms_bio* bio);
 	void end_io(dms_bio* bio, int error);
-	int preresume() { return 0; }
-	void resume() { active_.store(true); }
+	// Handover (snapshot_handover.cpp): a second table on this COW device
+	// is the destination; it may resume only once this one is suspended,
+	// and takes over its exception table and store at resume.
+	int preresume();
+	void resume();
 	void postsuspend();
 
 	SnapshotKind kind() const { return kind_; }
@@ -57,6 +60,8 @@ public:
 	dms_devt_t cow_devt() const { return cow_devt_; }
 	dms_dev* origin_dev() const { return origin_; }
 	bool active() const { return active_.load(); }
+	bool handover_dest() const { return handover_dest_; }
+	bool handed_over() const { return handed_over_; }
 	bool valid() const { return valid_.load(); }
 
 	// Origin-write side (with OriginRegistry::origin_write).  For origin chunk `chunk` of this
@@ -65,6 +70,11 @@ public:
 	// exception the caller must start (pb, if given, waits on it).
 	enum class OriginChunk { kDone, kInFlight, kNew };
 	OriginChunk origin_chunk(ktl::u64 chunk, PerBio* pb, Pending** new_pe);
+	// While a handover drains this snapshot, origin writes that would
+	// make exceptions here wait for the destination instead.
+	bool frozen() const { return frozen_.load(); }
+	void park(PerBio* pb);
+	void take_parked(BioList* out);
 
 	// Sectors the snapshot covers: origin writes beyond it make no
 	// exceptions (an origin grown after the snapshot was taken).
@@ -86,6 +96,7 @@ public:
 
 private:
 	template <typename T, typename... Args> friend T* ktl::make(Args&&...);
+	friend class OriginRegistry;
 	explicit Snapshot(dms_target* ti) : ti_(ti) {}
 
 	int init_runtime();
@@ -146,6 +157,13 @@ private:
 	ktl::Atomic<u32> in_flight_{0};		// pending exceptions alive
 	ktl::Atomic<u32> refs_{0};
 	bool registered_ = false;
+
+	// Handover state; changed under the registry's write lock.
+	bool handover_dest_ = false;	// waiting to take over a source
+	bool handed_over_ = false;	// a source whose state moved away
+	ktl::Atomic<bool> frozen_{false};	// a source draining for handover
+	void take_over(Snapshot* src);
+	static int drained_cond(void* ctx);
 	dms_waiter* waiter_ = nullptr;
 
 	// Completed copies wait here until every earlier allocation has

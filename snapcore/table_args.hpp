@@ -57,8 +57,8 @@ inline constexpr const char kAllocOrigin[] = "Cannot allocate private origin str
 inline constexpr const char kAllocTables[] = "Unable to allocate hash table space";
 inline constexpr const char kMergeUnsupported[] =
 	"snapshot-merge is not supported by this version of the module";
-inline constexpr const char kCowInUse[] =
-	"COW device is in use by another snapshot table (handover is not supported by this version)";
+inline constexpr const char kHandoverPairing[] =
+	"Snapshot cow pairing for exception table handover failed";
 }  // namespace errors
 
 enum class StoreType { kPersistent, kTransient };

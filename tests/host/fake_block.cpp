@@ -2,6 +2,7 @@
 // Block services of the fake kernel: memory-backed devices, dm-io (sync
 // and async), kcopyd, and bios.  I/O happens when it is submitted;
 // completions run on the work queue threads, as in the kernel.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -14,6 +15,9 @@ using fake::FakeKernel;
 namespace {
 
 constexpr unsigned int kSectorBytes = 1u << DMS_SECTOR_SHIFT;
+
+// Order of requests over all devices (IoRecord::seq).
+std::atomic<std::uint64_t> g_io_seq{0};
 
 // A device the core did not get from dms_target_get_device(), or put back.
 void check_held(const dms_dev* dev, const char* what)
@@ -44,7 +48,7 @@ int bio_io(dms_bio* bio)
 	if (bio->info.flags & DMS_BIO_DISCARD)
 		return 0;
 	return bio->dev->io(io_flags_of(bio->info), bio->dev_sector, bio->info.sectors,
-			    bio->data.data());
+			    bio->data.data(), "bio");
 }
 
 }  // namespace
@@ -63,24 +67,54 @@ void dms_dev::write(dms_sector_t sector, const std::vector<unsigned char>& bytes
 		copy_in(sector + off / kSectorBytes, bytes.data() + off);
 }
 
-int dms_dev::io(unsigned int dms_io_flags, dms_sector_t sector, dms_sector_t count, void* buf)
+int dms_dev::io(unsigned int dms_io_flags, dms_sector_t sector, dms_sector_t count, void* buf,
+		const char* via)
 {
-	const dms_sector_t end = size;
-	if (sector > end || count > end - sector)
-		return -DMS_EIO;
-	auto* bytes = static_cast<unsigned char*>(buf);
-	if (dms_io_flags & DMS_IO_WRITE) {
-		if (fail_writes)
-			return -DMS_EIO;
-		for (dms_sector_t i = 0; i < count; i++)
-			copy_in(sector + i, bytes + i * kSectorBytes);
-	} else {
-		if (fail_reads)
-			return -DMS_EIO;
-		for (dms_sector_t i = 0; i < count; i++)
-			copy_out(sector + i, bytes + i * kSectorBytes);
+	fake::IoRecord rec{0, dms_io_flags, sector, count, via, 0, {}};
+	bool injected;
+	{
+		std::lock_guard<std::mutex> guard(io_lock_);
+		injected = fail_when_ && fail_when_(rec);
 	}
-	return 0;
+	auto* bytes = static_cast<unsigned char*>(buf);
+	const dms_sector_t end = size;
+	int r = 0;
+	if (sector > end || count > end - sector) {
+		r = -DMS_EIO;
+	} else if (dms_io_flags & DMS_IO_WRITE) {
+		if (fail_writes || injected) {
+			r = -DMS_EIO;
+		} else {
+			for (dms_sector_t i = 0; i < count; i++)
+				copy_in(sector + i, bytes + i * kSectorBytes);
+		}
+		if (rec.via == "sync")
+			rec.data.assign(bytes, bytes + count * kSectorBytes);
+	} else {
+		if (fail_reads || injected) {
+			r = -DMS_EIO;
+		} else {
+			for (dms_sector_t i = 0; i < count; i++)
+				copy_out(sector + i, bytes + i * kSectorBytes);
+		}
+	}
+	rec.result = r;
+	std::lock_guard<std::mutex> guard(io_lock_);
+	rec.seq = g_io_seq++;	// when it is over: data before anything later
+	ios_.push_back(std::move(rec));
+	return r;
+}
+
+std::vector<fake::IoRecord> dms_dev::ios() const
+{
+	std::lock_guard<std::mutex> guard(io_lock_);
+	return ios_;
+}
+
+void dms_dev::fail_when(fake::IoFailFn fn)
+{
+	std::lock_guard<std::mutex> guard(io_lock_);
+	fail_when_ = std::move(fn);
 }
 
 void dms_dev::copy_out(dms_sector_t sector, unsigned char* to) const
@@ -157,6 +191,111 @@ void dms_bio::finish(int error)
 	ended_cv_.notify_all();
 }
 
+namespace fake {
+
+void FakeKernel::submit_copy(CopyJob job, dms_copy_done_fn fn, void* ctx)
+{
+	HeldCopy c{std::move(job), fn, ctx};
+	{
+		std::lock_guard<std::mutex> guard(lock_);
+		c.job.id = static_cast<unsigned int>(copy_jobs_.size());
+		copy_jobs_.push_back(c.job);
+		if (holding_) {
+			held_.push_back(std::move(c));
+			return;
+		}
+	}
+	run_copy(c);
+}
+
+// kcopyd's work for one job: read the source once, write every
+// destination, then complete on kcopyd's queue.  The devices must still be
+// held when a held job finally runs.
+void FakeKernel::run_copy(const HeldCopy& c)
+{
+	const CopyJob& job = c.job;
+	check_held(job.src, "dms_copy");
+	std::vector<unsigned char> buf(job.count * kSectorBytes);
+	const dms_copy_done_fn fn = c.fn;
+	void* const ctx = c.ctx;
+	if (job.src->io(DMS_IO_READ, job.src_sector, job.count, buf.data(), "copy")) {
+		kcopyd_wq().run([fn, ctx] { fn(ctx, 1, 0); });
+		return;
+	}
+	unsigned long mask = 0;
+	for (std::size_t i = 0; i < job.dests.size(); i++) {
+		check_held(job.dests[i].dev, "dms_copy");
+		if (job.dests[i].dev->io(DMS_IO_WRITE, job.dests[i].sector, job.count, buf.data(),
+					 "copy"))
+			mask |= 1ul << i;
+	}
+	kcopyd_wq().run([fn, ctx, mask] { fn(ctx, 0, mask); });
+}
+
+std::vector<CopyJob> FakeKernel::copy_jobs() const
+{
+	std::lock_guard<std::mutex> guard(lock_);
+	return copy_jobs_;
+}
+
+void FakeKernel::hold_copies()
+{
+	std::lock_guard<std::mutex> guard(lock_);
+	holding_ = true;
+}
+
+void FakeKernel::release_all_copies()
+{
+	std::vector<HeldCopy> held;
+	{
+		std::lock_guard<std::mutex> guard(lock_);
+		holding_ = false;
+		held.swap(held_);
+	}
+	for (const HeldCopy& c : held)
+		run_copy(c);
+}
+
+std::vector<unsigned int> FakeKernel::held_copies() const
+{
+	std::lock_guard<std::mutex> guard(lock_);
+	std::vector<unsigned int> ids;
+	for (const HeldCopy& c : held_)
+		ids.push_back(c.job.id);
+	return ids;
+}
+
+void FakeKernel::release_copy(unsigned int id)
+{
+	std::optional<HeldCopy> c;
+	{
+		std::lock_guard<std::mutex> guard(lock_);
+		auto it = std::find_if(held_.begin(), held_.end(),
+				       [id](const HeldCopy& h) { return h.job.id == id; });
+		if (it != held_.end()) {
+			c = std::move(*it);
+			held_.erase(it);
+		}
+	}
+	if (!c) {
+		report_misuse("release_copy() of copy " + std::to_string(id) + ", not held");
+		return;
+	}
+	run_copy(*c);
+}
+
+bool FakeKernel::wait_held_copies(std::size_t n, int timeout_ms)
+{
+	return wait_until(
+		[this, n] {
+			std::lock_guard<std::mutex> guard(lock_);
+			return held_.size() >= n;
+		},
+		timeout_ms);
+}
+
+}  // namespace fake
+
 extern "C" {
 
 int dms_dev_io_sync(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t sector,
@@ -164,7 +303,7 @@ int dms_dev_io_sync(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t sector
 {
 	fake::might_sleep("dms_dev_io_sync");
 	check_held(dev, "dms_dev_io_sync");
-	return dev->io(dms_io_flags, sector, count, buf);
+	return dev->io(dms_io_flags, sector, count, buf, "sync");
 }
 
 int dms_dev_io_async(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t sector,
@@ -172,7 +311,7 @@ int dms_dev_io_async(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t secto
 {
 	fake::might_sleep("dms_dev_io_async");
 	check_held(dev, "dms_dev_io_async");
-	const int r = dev->io(dms_io_flags, sector, count, buf);
+	const int r = dev->io(dms_io_flags, sector, count, buf, "async");
 	FakeKernel::instance().module_wq().run([fn, ctx, r] { fn(ctx, r ? -DMS_EIO : 0); });
 	return 0;
 }
@@ -184,19 +323,10 @@ void dms_copy(dms_dev* src, dms_sector_t src_sector, dms_sector_t count,
 	auto& kernel = FakeKernel::instance();
 	if (ndest == 0 || ndest > DMS_COPY_MAX_DESTS)
 		kernel.report_misuse("dms_copy() with " + std::to_string(ndest) + " destinations");
-	check_held(src, "dms_copy");
-	std::vector<unsigned char> buf(count * kSectorBytes);
-	if (src->io(DMS_IO_READ, src_sector, count, buf.data())) {
-		kernel.kcopyd_wq().run([fn, ctx] { fn(ctx, 1, 0); });
-		return;
-	}
-	unsigned long mask = 0;
-	for (unsigned int i = 0; i < ndest && i < DMS_COPY_MAX_DESTS; i++) {
-		check_held(dests[i].dev, "dms_copy");
-		if (dests[i].dev->io(DMS_IO_WRITE, dests[i].sector, count, buf.data()))
-			mask |= 1ul << i;
-	}
-	kernel.kcopyd_wq().run([fn, ctx, mask] { fn(ctx, 0, mask); });
+	fake::CopyJob job{0, src, src_sector, count, {}};
+	for (unsigned int i = 0; i < ndest && i < DMS_COPY_MAX_DESTS; i++)
+		job.dests.push_back(dests[i]);
+	kernel.submit_copy(std::move(job), fn, ctx);
 }
 
 void dms_bio_get_info(dms_bio* bio, dms_bio_info* out)

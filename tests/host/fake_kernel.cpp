@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -40,10 +42,25 @@ FakeKernel::FakeKernel()
 
 FakeKernel::~FakeKernel() = default;
 
+bool wait_until(const std::function<bool()>& pred, int timeout_ms)
+{
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	while (!pred()) {
+		if (std::chrono::steady_clock::now() >= deadline)
+			return pred();
+		std::this_thread::sleep_for(std::chrono::microseconds(100));
+	}
+	return true;
+}
+
 void FakeKernel::reset()
 {
+	// Held copies would keep work in flight forever.
+	release_all_copies();
 	drain();
 	std::lock_guard<std::mutex> guard(lock_);
+	copy_jobs_.clear();
+	msleeps_ = 0;
 	devices_.clear();
 	log_.clear();
 	misuse_.clear();
@@ -277,6 +294,11 @@ void dms_target_put_device(dms_target* ti, dms_dev* dev)
 dms_sector_t dms_target_len(dms_target* ti)
 {
 	return ti->len;
+}
+
+int dms_target_suspended(dms_target* ti)
+{
+	return ti->suspended;
 }
 
 dms_devt_t dms_lookup_devt(const char* path)

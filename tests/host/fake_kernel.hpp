@@ -31,6 +31,28 @@
 
 #include "dm-snap.h"
 
+namespace fake {
+
+// One request a device saw through dms_dev::io() (sync and async dm-io,
+// kcopyd, bios), in one order over all devices.
+struct IoRecord {
+	std::uint64_t seq;	// global order of requests, over all devices
+	unsigned int flags;	// dms_io_flags
+	dms_sector_t sector;
+	dms_sector_t count;
+	std::string via;	// "sync", "async", "copy" or "bio"
+	int result;		// 0 or -EIO
+	// What a synchronous write carried (dm-io from the core: metadata).
+	std::vector<unsigned char> data;
+
+	bool write() const { return flags & DMS_IO_WRITE; }
+};
+
+// Decides whether one request fails with -EIO (see dms_dev::fail_when).
+using IoFailFn = std::function<bool(const IoRecord&)>;
+
+}  // namespace fake
+
 // A memory-backed block device behind a dms_dev handle.  The core only
 // sees the opaque type; tests read and change these fields (size models
 // lvextend, fail_* model a failing disk).
@@ -49,7 +71,15 @@ struct dms_dev {
 	void write(dms_sector_t sector, const std::vector<unsigned char>& bytes);
 
 	// The block layer's view: 0, or -EIO past the end or when failing.
-	int io(unsigned int dms_io_flags, dms_sector_t sector, dms_sector_t count, void* buf);
+	// `via` names the service, for the record.
+	int io(unsigned int dms_io_flags, dms_sector_t sector, dms_sector_t count, void* buf,
+	       const char* via = "io");
+
+	// Every request so far (failed ones too), oldest first.
+	std::vector<fake::IoRecord> ios() const;
+	// Fails the requests fn picks (its IoRecord has no data yet), on top
+	// of fail_reads/fail_writes; an empty fn fails nothing.
+	void fail_when(fake::IoFailFn fn);
 
 private:
 	static constexpr unsigned int kPageBytes = 4096;
@@ -60,6 +90,10 @@ private:
 	// freshly created LV, without allocating its whole size.
 	mutable std::mutex data_lock_;
 	std::unordered_map<dms_sector_t, std::unique_ptr<unsigned char[]>> pages_;
+
+	mutable std::mutex io_lock_;
+	std::vector<fake::IoRecord> ios_;
+	fake::IoFailFn fail_when_;
 };
 
 namespace fake {
@@ -82,6 +116,7 @@ struct dms_target {
 	std::vector<dms_dev*> held;	// in get order
 	unsigned int puts = 0;
 	std::atomic<unsigned int> events{0};	// dms_target_event() calls
+	bool suspended = false;	// what dms_target_suspended() reports
 };
 
 // A bio as dm hands it to a target.  Tests build one, pass it to a map
@@ -130,6 +165,19 @@ struct LogEntry {
 	std::string text;
 };
 
+// One dms_copy() call, as kcopyd received it.
+struct CopyJob {
+	unsigned int id;	// submission order since reset(), from 0
+	dms_dev* src;
+	dms_sector_t src_sector;
+	dms_sector_t count;
+	std::vector<dms_copy_dest> dests;
+};
+
+// Polls pred until it holds or timeout_ms passes; returns its last value.
+// For waiting on a state other threads reach, never for ordering by time.
+bool wait_until(const std::function<bool()>& pred, int timeout_ms = 5000);
+
 class FakeKernel {
 public:
 	static FakeKernel& instance();
@@ -160,6 +208,34 @@ public:
 
 	// The snapshot_cow_threshold module parameter.
 	std::atomic<unsigned int> cow_threshold{2048};
+
+	// kcopyd.  Every copy is recorded.  While copies are held, a copy is
+	// neither read nor written nor completed until released: tests pick
+	// the order in which jobs run and complete.  Releasing does the I/O
+	// then queues the completion on kcopyd's queue.
+	std::vector<CopyJob> copy_jobs() const;
+	void hold_copies();
+	// Stops holding and releases every held copy, oldest first.
+	void release_all_copies();
+	std::vector<unsigned int> held_copies() const;	// ids, oldest first
+	void release_copy(unsigned int id);	// misuse if not held
+	// Waits until at least n copies are held.
+	bool wait_held_copies(std::size_t n, int timeout_ms = 5000);
+	// dms_copy(): records the job, then runs or holds it.
+	void submit_copy(CopyJob job, dms_copy_done_fn fn, void* ctx);
+
+	// Threads asleep in dms_waiter_wait() now, and dms_msleep() calls
+	// since reset().
+	unsigned int sleeping_waiters() const { return sleepers_; }
+	unsigned long msleep_calls() const { return msleeps_; }
+	void waiter_sleeps(bool asleep)
+	{
+		if (asleep)
+			sleepers_++;
+		else
+			sleepers_--;
+	}
+	void msleep_called() { msleeps_++; }
 
 	// The module's work queue (work items, I/O completions) and kcopyd's.
 	WorkQueue& module_wq() { return *module_wq_; }
@@ -204,6 +280,18 @@ private:
 	std::optional<unsigned long> fail_after_;
 	std::unique_ptr<WorkQueue> module_wq_;
 	std::unique_ptr<WorkQueue> kcopyd_wq_;
+
+	struct HeldCopy {
+		CopyJob job;
+		dms_copy_done_fn fn;
+		void* ctx;
+	};
+	void run_copy(const HeldCopy& c);
+	std::vector<CopyJob> copy_jobs_;
+	std::vector<HeldCopy> held_;
+	bool holding_ = false;
+	std::atomic<unsigned int> sleepers_{0};
+	std::atomic<unsigned long> msleeps_{0};
 };
 
 // Records a misuse if the calling thread holds a spinlock: `what` may sleep.

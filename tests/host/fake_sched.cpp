@@ -247,8 +247,12 @@ void dms_waiter_wait(dms_waiter* w, dms_cond_fn cond, void* ctx)
 		}
 		if (cond(ctx))
 			return;
-		std::unique_lock<std::mutex> guard(w->m);
-		w->cv.wait(guard, [&] { return w->generation != seen; });
+		FakeKernel::instance().waiter_sleeps(true);
+		{
+			std::unique_lock<std::mutex> guard(w->m);
+			w->cv.wait(guard, [&] { return w->generation != seen; });
+		}
+		FakeKernel::instance().waiter_sleeps(false);
 	}
 }
 
@@ -264,6 +268,7 @@ void dms_waiter_wake(dms_waiter* w)
 void dms_msleep(unsigned int ms)
 {
 	fake::might_sleep("dms_msleep");
+	FakeKernel::instance().msleep_called();
 	std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 

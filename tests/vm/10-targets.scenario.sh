@@ -62,11 +62,17 @@ expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT P 8" "snapsho
 cow_size=$(blockdev --getsz $C)
 expect_eq "$(dmsetup status dmsnap_snap)" "0 $size snapshot 16/$cow_size 16" \
 	"new persistent store: header and first area allocated"
-# One COW device, one table: a second one (or a reload onto the same COW)
-# is refused until handover exists.
-expect_table_error "snapshot $O $C P 8" \
-	"COW device is in use by another snapshot table (handover is not supported by this version)"
-expect_fail dmsetup reload dmsnap_snap --table "0 $size snapshot $OT $CT P 8"
+# A second table on the same COW is a handover destination: it may not
+# resume while the source is live, and a third is refused outright.
+dmesg -C
+expect_fail dmsetup create dmsnap_snap2 --table "0 $size snapshot $O $C P 8"
+check grep -q "Unable to perform snapshot handover until source is suspended." <(dmesg)
+dmsetup remove dmsnap_snap2 >/dev/null 2>&1
+check dmsetup reload dmsnap_snap --table "0 $size snapshot $OT $CT P 8"
+expect_table_error "snapshot $O $C P 8" "Snapshot cow pairing for exception table handover failed"
+check dmsetup resume dmsnap_snap
+expect_eq "$(dmsetup table dmsnap_snap)" "0 $size snapshot $OT $CT P 8" "table after handover"
+expect_eq "$(dmsetup status dmsnap_snap)" "0 $size snapshot 16/$cow_size 16" "status after handover"
 expect_table_error "snapshot-merge $O $C P 8" "snapshot-merge is not supported by this version of the module"
 
 # The COW now has a header saying chunk size 8: it wins over the table's.
