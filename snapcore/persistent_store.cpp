@@ -50,7 +50,7 @@ int PersistentStore::open(const StoreOpenParams& p, PersistentStore** out, const
 			if (const char* err = validate_chunk_size(h.chunk_size, p.origin_block_bytes,
 								  p.cow_block_bytes)) {
 				dms_log(DMS_LOG_ERR, "invalid on-disk chunk size %u: %s.", h.chunk_size,
-					err);
+					store_error_reason(err));
 				*error = errors::kMetadataChunkSize;
 				return -DMS_EINVAL;
 			}

@@ -109,4 +109,13 @@ const char* validate_chunk_size(u32 chunk_sectors, u32 origin_block_bytes,
 	return nullptr;
 }
 
+const char* store_error_reason(const char* error)
+{
+	static constexpr char kPrefix[] = "Couldn't create exception store: ";
+	for (ktl::size_t i = 0; kPrefix[i]; i++)
+		if (error[i] != kPrefix[i])
+			return error;
+	return error + sizeof(kPrefix) - 1;
+}
+
 }  // namespace snapcore

@@ -93,5 +93,8 @@ const char* parse_store_spec(const SnapshotHead& head, StoreSpec* out);
 // (bytes); also used for the chunk size found in a COW header.
 const char* validate_chunk_size(u32 chunk_sectors, u32 origin_block_bytes,
 				u32 cow_block_bytes);
+// The in-tree reason inside one of the exception-store errors above, for
+// log lines that quote it ("Chunk size is not a power of 2").
+const char* store_error_reason(const char* error);
 
 }  // namespace snapcore

@@ -233,3 +233,12 @@ TEST(ValidateChunkSize, PowerOfTwoIsCheckedFirst)
 	EXPECT_STREQ(snapcore::validate_chunk_size(12, 4096, 4096), errors::kChunkNotPow2);
 	EXPECT_STREQ(snapcore::validate_chunk_size(0, 512, 512), errors::kChunkNotPow2);
 }
+
+TEST(StoreErrorReason, QuotesTheInTreeReason)
+{
+	EXPECT_STREQ(snapcore::store_error_reason(snapcore::errors::kChunkNotPow2),
+		     "Chunk size is not a power of 2");
+	EXPECT_STREQ(snapcore::store_error_reason(snapcore::errors::kChunkTooHigh),
+		     "Chunk size is too high");
+	EXPECT_STREQ(snapcore::store_error_reason(snapcore::errors::kChunkNotSet), "Chunk size not set");
+}
