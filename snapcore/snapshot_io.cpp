@@ -346,6 +346,7 @@ Snapshot::OriginChunk Snapshot::origin_chunk(u64 chunk, PerBio* pb, Pending** ne
 	for (;;) {
 		OriginChunk result = OriginChunk::kDone;
 		bool need_pending = false;
+		bool invalidated = false;
 		int alloc_err = 0;
 		if (!valid_.load()) {
 			dms_free(spare);
@@ -355,7 +356,10 @@ Snapshot::OriginChunk Snapshot::origin_chunk(u64 chunk, PerBio* pb, Pending** ne
 		{
 			ktl::SpinGuard g(st.lock);
 			Pending* pe = nullptr;
-			if (!valid_.load() || ExceptionTable::lookup_locked(st, chunk) != ChunkMap::kNone) {
+			if (!valid_.load()) {
+				// Invalidated since the check above: park like it.
+				invalidated = true;
+			} else if (ExceptionTable::lookup_locked(st, chunk) != ChunkMap::kNone) {
 				result = OriginChunk::kDone;
 			} else if ((pe = ExceptionTable::find_pending_locked(st, chunk))) {
 				if (pb)
@@ -372,6 +376,8 @@ Snapshot::OriginChunk Snapshot::origin_chunk(u64 chunk, PerBio* pb, Pending** ne
 				return OriginChunk::kNew;
 			}
 		}
+		if (invalidated)
+			continue;
 		if (need_pending) {
 			spare = new_pending(chunk);
 			if (!spare)

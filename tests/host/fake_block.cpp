@@ -73,8 +73,14 @@ int dms_dev::io(unsigned int dms_io_flags, dms_sector_t sector, dms_sector_t cou
 	fake::IoRecord rec{0, dms_io_flags, sector, count, via, 0, {}};
 	bool injected;
 	{
-		std::lock_guard<std::mutex> guard(io_lock_);
+		std::unique_lock<std::mutex> guard(io_lock_);
 		injected = fail_when_ && fail_when_(rec);
+		if (hold_when_ && hold_when_(rec)) {
+			const unsigned long gen = release_generation_;
+			held_ios_++;
+			io_released_.wait(guard, [&] { return release_generation_ != gen; });
+			held_ios_--;
+		}
 	}
 	auto* bytes = static_cast<unsigned char*>(buf);
 	const dms_sector_t end = size;
@@ -115,6 +121,28 @@ void dms_dev::fail_when(fake::IoFailFn fn)
 {
 	std::lock_guard<std::mutex> guard(io_lock_);
 	fail_when_ = std::move(fn);
+}
+
+void dms_dev::hold_when(fake::IoFailFn fn)
+{
+	std::lock_guard<std::mutex> guard(io_lock_);
+	hold_when_ = std::move(fn);
+}
+
+void dms_dev::release_held()
+{
+	{
+		std::lock_guard<std::mutex> guard(io_lock_);
+		hold_when_ = nullptr;
+		release_generation_++;
+	}
+	io_released_.notify_all();
+}
+
+unsigned int dms_dev::held_ios() const
+{
+	std::lock_guard<std::mutex> guard(io_lock_);
+	return held_ios_;
 }
 
 void dms_dev::copy_out(dms_sector_t sector, unsigned char* to) const

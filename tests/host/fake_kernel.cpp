@@ -61,6 +61,8 @@ void FakeKernel::reset()
 	std::lock_guard<std::mutex> guard(lock_);
 	copy_jobs_.clear();
 	msleeps_ = 0;
+	spin_hook_ = nullptr;
+	has_spin_hook_ = false;
 	devices_.clear();
 	log_.clear();
 	misuse_.clear();
@@ -83,6 +85,26 @@ void FakeKernel::drain()
 		if (module_idle && kcopyd_idle)
 			return;
 	}
+}
+
+void FakeKernel::set_spin_lock_hook(std::function<void(unsigned int)> fn)
+{
+	std::lock_guard<std::mutex> guard(lock_);
+	has_spin_hook_ = static_cast<bool>(fn);
+	spin_hook_ = std::move(fn);
+}
+
+void FakeKernel::run_spin_lock_hook(unsigned int lock_class)
+{
+	if (!has_spin_hook_)
+		return;
+	std::function<void(unsigned int)> fn;
+	{
+		std::lock_guard<std::mutex> guard(lock_);
+		fn = spin_hook_;
+	}
+	if (fn)
+		fn(lock_class);
 }
 
 void FakeKernel::fail_allocation(unsigned long nth)

@@ -80,6 +80,11 @@ struct dms_dev {
 	// Fails the requests fn picks (its IoRecord has no data yet), on top
 	// of fail_reads/fail_writes; an empty fn fails nothing.
 	void fail_when(fake::IoFailFn fn);
+	// A slow disk: requests fn picks wait, in the thread that issued them,
+	// until release_held(), which also stops holding.
+	void hold_when(fake::IoFailFn fn);
+	void release_held();
+	unsigned int held_ios() const;	// requests waiting now
 
 private:
 	static constexpr unsigned int kPageBytes = 4096;
@@ -92,8 +97,12 @@ private:
 	std::unordered_map<dms_sector_t, std::unique_ptr<unsigned char[]>> pages_;
 
 	mutable std::mutex io_lock_;
+	std::condition_variable io_released_;
 	std::vector<fake::IoRecord> ios_;
 	fake::IoFailFn fail_when_;
+	fake::IoFailFn hold_when_;
+	unsigned int held_ios_ = 0;
+	unsigned long release_generation_ = 0;
 };
 
 namespace fake {
@@ -135,7 +144,7 @@ struct dms_bio {
 	bool ended() const;
 	int error() const;	// valid once ended()
 	// Waits for the end; false if it did not come within the timeout.
-	bool wait_ended(int timeout_ms = 5000) const;
+	bool wait_ended(int timeout_ms = 20000) const;
 
 	// The service side.
 	void* per_data(unsigned int bytes);
@@ -176,7 +185,8 @@ struct CopyJob {
 
 // Polls pred until it holds or timeout_ms passes; returns its last value.
 // For waiting on a state other threads reach, never for ordering by time.
-bool wait_until(const std::function<bool()>& pred, int timeout_ms = 5000);
+// Timeouts only bound a failing test: generous, for loaded machines.
+bool wait_until(const std::function<bool()>& pred, int timeout_ms = 20000);
 
 class FakeKernel {
 public:
@@ -220,7 +230,7 @@ public:
 	std::vector<unsigned int> held_copies() const;	// ids, oldest first
 	void release_copy(unsigned int id);	// misuse if not held
 	// Waits until at least n copies are held.
-	bool wait_held_copies(std::size_t n, int timeout_ms = 5000);
+	bool wait_held_copies(std::size_t n, int timeout_ms = 20000);
 	// dms_copy(): records the job, then runs or holds it.
 	void submit_copy(CopyJob job, dms_copy_done_fn fn, void* ctx);
 
@@ -236,6 +246,13 @@ public:
 			sleepers_--;
 	}
 	void msleep_called() { msleeps_++; }
+
+	// Runs at the start of every dms_spin_lock(), in the locking thread,
+	// before the lock is taken: where a test stops a thread at a chosen
+	// point (see a thread_local flag to pick the thread).  Cleared by
+	// reset().
+	void set_spin_lock_hook(std::function<void(unsigned int lock_class)> fn);
+	void run_spin_lock_hook(unsigned int lock_class);
 
 	// The module's work queue (work items, I/O completions) and kcopyd's.
 	WorkQueue& module_wq() { return *module_wq_; }
@@ -291,6 +308,8 @@ private:
 	std::vector<HeldCopy> held_;
 	bool holding_ = false;
 	std::atomic<unsigned int> sleepers_{0};
+	std::atomic<bool> has_spin_hook_{false};
+	std::function<void(unsigned int)> spin_hook_;	// under lock_
 	std::atomic<unsigned long> msleeps_{0};
 };
 

@@ -153,6 +153,7 @@ void dms_spinlock_destroy(dms_spinlock* l)
 
 void dms_spin_lock(dms_spinlock* l)
 {
+	FakeKernel::instance().run_spin_lock_hook(l->lock_class);
 	auto& held = fake::t_spin_classes;
 	if (std::find(held.begin(), held.end(), l->lock_class) != held.end())
 		FakeKernel::instance().report_misuse("two spinlocks of class " +

@@ -222,3 +222,104 @@ TEST_F(FakeIoTest, EndingABioTwiceIsMisuse)
 	dms_bio_endio(&bio, 0);
 	EXPECT_EQ(kernel.take_misuse().size(), 1u);
 }
+
+TEST_F(FakeIoTest, HeldCopiesRunAndCompleteInTheOrderReleased)
+{
+	a->write(0, Bytes(512, 0x01));
+	a->write(1, Bytes(512, 0x02));
+	kernel.hold_copies();
+	const dms_copy_dest first[] = {{b, 0}};
+	const dms_copy_dest second[] = {{b, 1}};
+	std::vector<int> order;
+	struct Ctx {
+		std::vector<int>* order;
+		int id;
+		static void fn(void* ctx, int, unsigned long)
+		{
+			auto* c = static_cast<Ctx*>(ctx);
+			c->order->push_back(c->id);
+		}
+	} c0{&order, 0}, c1{&order, 1};
+	dms_copy(a, 0, 1, first, 1, &Ctx::fn, &c0);
+	dms_copy(a, 1, 1, second, 1, &Ctx::fn, &c1);
+	kernel.drain();
+	EXPECT_EQ(kernel.held_copies(), (std::vector<unsigned int>{0, 1}));
+	EXPECT_TRUE(order.empty());
+	EXPECT_EQ(b->read(0, 2), Bytes(1024, 0)) << "a held copy wrote";
+
+	// The source is read when the copy runs, not when it was submitted.
+	a->write(1, Bytes(512, 0x03));
+	kernel.release_copy(1);
+	kernel.drain();
+	EXPECT_EQ(order, std::vector<int>{1});
+	EXPECT_EQ(b->read(1, 1), Bytes(512, 0x03));
+	kernel.release_all_copies();
+	kernel.drain();
+	EXPECT_EQ(order, (std::vector<int>{1, 0}));
+	EXPECT_EQ(b->read(0, 1), Bytes(512, 0x01));
+
+	const auto jobs = kernel.copy_jobs();
+	ASSERT_EQ(jobs.size(), 2u);
+	EXPECT_EQ(jobs[1].id, 1u);
+	EXPECT_EQ(jobs[1].src, a);
+	EXPECT_EQ(jobs[1].src_sector, 1u);
+	ASSERT_EQ(jobs[1].dests.size(), 1u);
+	EXPECT_EQ(jobs[1].dests[0].dev, b);
+
+	kernel.release_copy(7);
+	EXPECT_EQ(kernel.take_misuse().size(), 1u);
+}
+
+TEST_F(FakeIoTest, DevicesRecordTheirRequestsInOneGlobalOrder)
+{
+	Bytes buf(1024, 0x42);
+	ASSERT_EQ(dms_dev_io_sync(a, DMS_IO_WRITE | DMS_IO_FUA, 4, 2, buf.data()), 0);
+	ASSERT_EQ(dms_dev_io_sync(b, DMS_IO_READ, 0, 1, buf.data()), 0);
+	ASSERT_EQ(dms_dev_io_sync(a, DMS_IO_READ, 70, 1, buf.data()), -EIO);	// past the end
+	const auto ra = a->ios();
+	const auto rb = b->ios();
+	ASSERT_EQ(ra.size(), 2u);
+	ASSERT_EQ(rb.size(), 1u);
+	EXPECT_EQ(ra[0].flags, unsigned{DMS_IO_WRITE | DMS_IO_FUA});
+	EXPECT_EQ(ra[0].sector, 4u);
+	EXPECT_EQ(ra[0].count, 2u);
+	EXPECT_EQ(ra[0].via, "sync");
+	EXPECT_EQ(ra[0].data, Bytes(1024, 0x42));
+	EXPECT_EQ(ra[0].result, 0);
+	EXPECT_EQ(ra[1].result, -EIO);
+	EXPECT_LT(ra[0].seq, rb[0].seq);
+	EXPECT_LT(rb[0].seq, ra[1].seq);
+	EXPECT_TRUE(rb[0].data.empty());
+}
+
+TEST_F(FakeIoTest, FailWhenPicksTheRequestsThatFail)
+{
+	b->fail_when([](const fake::IoRecord& r) { return r.write() && r.sector == 3; });
+	Bytes buf(512, 0x10);
+	EXPECT_EQ(dms_dev_io_sync(b, DMS_IO_WRITE, 3, 1, buf.data()), -EIO);
+	EXPECT_EQ(dms_dev_io_sync(b, DMS_IO_WRITE, 4, 1, buf.data()), 0);
+	EXPECT_EQ(dms_dev_io_sync(b, DMS_IO_READ, 3, 1, buf.data()), 0);
+	EXPECT_EQ(b->read(3, 1), Bytes(512, 0));
+	b->fail_when(nullptr);
+	EXPECT_EQ(dms_dev_io_sync(b, DMS_IO_WRITE, 3, 1, buf.data()), 0);
+}
+
+TEST_F(FakeIoTest, HoldWhenStallsRequestsUntilReleased)
+{
+	c->hold_when([](const fake::IoRecord& r) { return r.write(); });
+	std::atomic<int> result{1};
+	std::thread writer([&] {
+		Bytes buf(512, 0x33);
+		result = dms_dev_io_sync(c, DMS_IO_WRITE, 0, 1, buf.data());
+	});
+	ASSERT_TRUE(fake::wait_until([&] { return c->held_ios() == 1; }));
+	EXPECT_EQ(result, 1);
+	EXPECT_EQ(c->read(0, 1), Bytes(512, 0));
+	Bytes rbuf(512);
+	EXPECT_EQ(dms_dev_io_sync(c, DMS_IO_READ, 0, 1, rbuf.data()), 0);	// not held
+	c->release_held();
+	writer.join();
+	EXPECT_EQ(result, 0);
+	EXPECT_EQ(c->held_ios(), 0u);
+	EXPECT_EQ(c->read(0, 1), Bytes(512, 0x33));
+}

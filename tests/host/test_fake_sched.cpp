@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "kernel_test.hpp"
 
@@ -190,4 +191,44 @@ TEST_F(FakeSchedTest, EventsAndParameters)
 	EXPECT_EQ(dms_param_cow_threshold(), 2048u);
 	kernel.cow_threshold = 0;
 	EXPECT_EQ(dms_param_cow_threshold(), 0u);
+}
+
+TEST_F(FakeSchedTest, SleepingWaitersAndMsleepsAreCounted)
+{
+	dms_waiter* w = dms_waiter_create();
+	ASSERT_NE(w, nullptr);
+	std::atomic<bool> go{false};
+	std::thread sleeper([&] {
+		dms_waiter_wait(
+			w, [](void* ctx) { return static_cast<std::atomic<bool>*>(ctx)->load() ? 1 : 0; },
+			&go);
+	});
+	ASSERT_TRUE(fake::wait_until([&] { return kernel.sleeping_waiters() == 1; }));
+	go = true;
+	dms_waiter_wake(w);
+	sleeper.join();
+	EXPECT_EQ(kernel.sleeping_waiters(), 0u);
+	dms_waiter_destroy(w);
+
+	EXPECT_EQ(kernel.msleep_calls(), 0u);
+	dms_msleep(1);
+	EXPECT_EQ(kernel.msleep_calls(), 1u);
+}
+
+TEST_F(FakeSchedTest, SpinLockHookRunsBeforeEachLockInTheLockingThread)
+{
+	std::vector<unsigned int> classes;
+	kernel.set_spin_lock_hook([&](unsigned int c) { classes.push_back(c); });
+	dms_spinlock* a = dms_spinlock_create(DMS_LOCK_STRIPE);
+	dms_spinlock* b = dms_spinlock_create(DMS_LOCK_ALLOC);
+	dms_spin_lock(a);
+	dms_spin_lock(b);
+	dms_spin_unlock(b);
+	dms_spin_unlock(a);
+	kernel.set_spin_lock_hook(nullptr);
+	dms_spin_lock(a);
+	dms_spin_unlock(a);
+	EXPECT_EQ(classes, (std::vector<unsigned int>{DMS_LOCK_STRIPE, DMS_LOCK_ALLOC}));
+	dms_spinlock_destroy(a);
+	dms_spinlock_destroy(b);
 }
