@@ -83,7 +83,7 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 		return fail(ti, errors::kMergeNeedsPersistent, -DMS_EINVAL);
 	if (spec.type == StoreType::kTransient && !spec.chunk_sectors)
 		return fail(ti, errors::kChunkNotSet, -DMS_EINVAL);
-	// Merging is not implemented yet: refuse the table rather than load
+	// Merging arrives with a later milestone: refuse the table rather than load
 	// one that could only fail every I/O.
 	if (merging)
 		return fail(ti, errors::kMergeUnsupported, -DMS_EINVAL);
