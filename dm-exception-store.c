@@ -316,6 +316,21 @@ void dms_copy(struct dms_dev *src, dms_sector_t src_sector, dms_sector_t count,
 	dm_kcopyd_copy(kcopyd_client, &from, ndest, to, 0, dms_copy_notify, job);
 }
 
+void dms_zero(struct dms_dev *dev, dms_sector_t sector, dms_sector_t count,
+	      dms_copy_done_fn fn, void *ctx)
+{
+	struct dm_io_region dest = {
+		.bdev = ((struct dm_dev *)dev)->bdev,
+		.sector = sector,
+		.count = count,
+	};
+	struct dms_copy_job *job = mempool_alloc(copy_job_pool, GFP_NOIO);
+
+	job->fn = fn;
+	job->ctx = ctx;
+	dm_kcopyd_zero(kcopyd_client, 1, &dest, 0, dms_copy_notify, job);
+}
+
 /* ---------------------------------------------------------------- */
 /* Locks                                                             */
 /* ---------------------------------------------------------------- */

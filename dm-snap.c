@@ -215,6 +215,11 @@ void *dms_bio_per_data(struct dms_bio *b, unsigned int per_bio_bytes)
 	return dm_per_bio_data(to_bio(b), per_bio_data_size(per_bio_bytes));
 }
 
+unsigned int dms_bio_target_nr(struct dms_bio *b)
+{
+	return dm_bio_get_target_bio_nr(to_bio(b));
+}
+
 void dms_bio_remap(struct dms_bio *b, struct dms_dev *dev, dms_sector_t sector)
 {
 	struct bio *bio = to_bio(b);
@@ -404,6 +409,20 @@ static int snapshot_iterate_devices(struct dm_target *ti,
 	return dmscore_snapshot_iterate_devices(ti->private, iterate_one, &ic);
 }
 
+static void snapshot_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	struct dmscore_io_hints hints = {};
+
+	dmscore_snapshot_io_hints(ti->private, &hints);
+	if (hints.discard_granularity_bytes)
+		limits->discard_granularity = hints.discard_granularity_bytes;
+	if (hints.max_discard_sectors) {
+		/* 6.10+ derives max_discard_sectors from the hw limit. */
+		limits->max_hw_discard_sectors = hints.max_discard_sectors;
+		limits->max_discard_sectors = hints.max_discard_sectors;
+	}
+}
+
 static int snapshot_preresume(struct dm_target *ti)
 {
 	return dmscore_snapshot_preresume(ti->private);
@@ -517,6 +536,7 @@ static struct target_type snapshot_target = {
 	.postsuspend = snapshot_postsuspend,
 	.status = snapshot_status,
 	.iterate_devices = snapshot_iterate_devices,
+	.io_hints = snapshot_io_hints,
 };
 
 static struct target_type merge_target = {
@@ -532,6 +552,7 @@ static struct target_type merge_target = {
 	.postsuspend = snapshot_postsuspend,
 	.status = snapshot_status,
 	.iterate_devices = snapshot_iterate_devices,
+	.io_hints = snapshot_io_hints,
 };
 
 static struct target_type *const targets[] = {

@@ -148,6 +148,10 @@ void dms_copy(struct dms_dev *src, dms_sector_t src_sector, dms_sector_t count,
 	      const struct dms_copy_dest *dests, unsigned int ndest,
 	      dms_copy_done_fn fn, void *ctx);
 
+/* Writes zeros through dm-kcopyd; completes like dms_copy (read_error 0). */
+void dms_zero(struct dms_dev *dev, dms_sector_t sector, dms_sector_t count,
+	      dms_copy_done_fn fn, void *ctx);
+
 /*
  * Locks.  Sizes vary with the kernel configuration (lockdep), so the shim
  * allocates them; the core holds pointers.  create may sleep (GFP_KERNEL)
@@ -259,6 +263,11 @@ void dms_bio_get_info(struct dms_bio *bio, struct dms_bio_info *out);
  * its target setup.  8-byte aligned; not zeroed by dm.
  */
 void *dms_bio_per_data(struct dms_bio *bio, unsigned int per_bio_bytes);
+/*
+ * Which of the copies of a flush or discard this is, when the target asked
+ * for several (num_flush_bios/num_discard_bios > 1): 0, 1, ...
+ */
+unsigned int dms_bio_target_nr(struct dms_bio *bio);
 /* Points the bio at dev, sector (absolute on dev). */
 void dms_bio_remap(struct dms_bio *bio, struct dms_dev *dev, dms_sector_t sector);
 /*
@@ -340,6 +349,13 @@ typedef int (*dms_dev_iter_fn)(void *ctx, struct dms_dev *dev,
 			       dms_sector_t start, dms_sector_t len);
 int dmscore_snapshot_iterate_devices(struct dmscore_snapshot *s,
 				     dms_dev_iter_fn fn, void *ctx);
+
+/* Queue limits the target needs; 0 leaves a limit as dm stacked it. */
+struct dmscore_io_hints {
+	unsigned int discard_granularity_bytes;
+	unsigned int max_discard_sectors;
+};
+void dmscore_snapshot_io_hints(struct dmscore_snapshot *s, struct dmscore_io_hints *out);
 
 /* Returns a dms_map_result. */
 int dmscore_snapshot_map(struct dmscore_snapshot *s, struct dms_bio *bio);

@@ -66,6 +66,11 @@ int dmscore_snapshot_iterate_devices(dmscore_snapshot* s, dms_dev_iter_fn fn, vo
 	return as_cxx(s)->iterate_devices(fn, ctx);
 }
 
+void dmscore_snapshot_io_hints(dmscore_snapshot* s, dmscore_io_hints* out)
+{
+	as_cxx(s)->io_hints(out);
+}
+
 int dmscore_snapshot_map(dmscore_snapshot* s, dms_bio* bio)
 {
 	return as_cxx(s)->map(bio);

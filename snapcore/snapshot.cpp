@@ -52,8 +52,6 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 	SnapshotHead head;
 	if (const char* err = parse_snapshot_head(argc, argv, &head))
 		return fail(ti, err, -DMS_EINVAL);
-	if (head.features.count())
-		return fail(ti, errors::kFeaturesUnsupported, -DMS_EINVAL);
 
 	// snapshot-merge writes merged chunks back, so it needs the origin
 	// writable; a plain snapshot only reads it.
@@ -126,7 +124,11 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 	// A merge target sends each flush twice: once to the origin and once
 	// to the COW, both of which it writes.
 	setup->num_flush_bios = merging ? 2 : 1;
-	setup->num_discard_bios = 0;
+	// discard_zeroes_cow: one discard, to the snapshot; passdown adds a
+	// second one for the origin.
+	setup->num_discard_bios = head.features.discard_zeroes_cow
+					  ? (head.features.discard_passdown_origin ? 2 : 1)
+					  : 0;
 	setup->max_io_len = s->chunk_sectors_;
 	setup->per_bio_bytes = sizeof(PerBio);
 	*out = s.release();
@@ -199,6 +201,16 @@ Snapshot::~Snapshot()
 		dms_target_put_device(ti_, cow_);
 	if (origin_)
 		dms_target_put_device(ti_, origin_);
+}
+
+// Discards are split at chunk boundaries, as in-tree, so that a discard of
+// a whole chunk can zero its exception.
+void Snapshot::io_hints(dmscore_io_hints* out) const
+{
+	if (!features_.discard_zeroes_cow)
+		return;
+	out->discard_granularity_bytes = chunk_sectors_ << DMS_SECTOR_SHIFT;
+	out->max_discard_sectors = chunk_sectors_;
 }
 
 int Snapshot::iterate_devices(dms_dev_iter_fn fn, void* ctx)

@@ -38,6 +38,7 @@ public:
 	// dm's iterate_devices: the origin over the target's length, then the
 	// whole COW device, as in-tree.
 	int iterate_devices(dms_dev_iter_fn fn, void* ctx);
+	void io_hints(dmscore_io_hints* out) const;
 
 	int map(dms_bio* bio);
 	void end_io(dms_bio* bio, int error);
@@ -88,6 +89,8 @@ public:
 	// kcopyd completion of a copy job led by `leader`.
 	static void copy_done(void* leader, int read_error, unsigned long write_error_mask);
 	static void start_copy(Pending* leader);
+	// Completion of the zeroing of a discarded chunk.
+	static void zero_done(void* bio, int read_error, unsigned long write_error_mask);
 	// Completion of a snapshot write that covered its whole chunk.
 	static void full_write_done(void* pending, int error);
 
@@ -106,6 +109,7 @@ private:
 	// Allocation of COW chunks, under alloc_lock_.
 	int allocate_chunk(ktl::u64* chunk, ktl::u64* seq);
 	Pending* new_pending(ktl::u64 old_chunk);
+	int map_discard(dms_bio* bio, PerBio* pb, const dms_bio_info& info);
 	// Handles a failed allocation for a write; returns the map result.
 	int allocation_failed(int err, bool snapshot_write);
 

@@ -243,6 +243,8 @@ int Snapshot::map(dms_bio* bio)
 	}
 	if (!valid_.load())
 		return DMS_MAP_KILL;
+	if (info.flags & DMS_BIO_DISCARD)
+		return map_discard(bio, pb, info);
 	const bool write = info.flags & DMS_BIO_WRITE;
 	if (write) {
 		if (overflow_.load())
@@ -324,6 +326,44 @@ int Snapshot::map(dms_bio* bio)
 			break;
 		}
 	}
+}
+
+// Discards (only sent with discard_zeroes_cow; split at chunk boundaries).
+// As in-tree: the second copy, with discard_passdown_origin, goes to the
+// origin without making exceptions (the user asked to free origin space);
+// the first zeroes a whole chunk's exception on the COW device, is passed
+// to the COW device for part of one, and is done at once for a chunk with
+// no exception (discarding must not trigger a copy).
+int Snapshot::map_discard(dms_bio* bio, PerBio* pb, const dms_bio_info& info)
+{
+	const u64 chunk = info.sector >> chunk_shift_;
+	ExceptionTable::Stripe& st = table_.stripe(chunk);
+	u64 e;
+	{
+		ktl::SpinGuard g(st.lock);
+		if (features_.discard_passdown_origin && dms_bio_target_nr(bio)) {
+			ExceptionTable::track_locked(st, chunk);
+			pb->tracked = true;
+			pb->tracked_chunk = chunk;
+			dms_bio_remap(bio, origin_, info.sector);
+			return DMS_MAP_REMAPPED;
+		}
+		e = ExceptionTable::lookup_locked(st, chunk);
+	}
+	if (e == ChunkMap::kNone) {
+		dms_bio_endio(bio, 0);
+		return DMS_MAP_SUBMITTED;
+	}
+	dms_bio_remap(bio, cow_, cow_sector(e, info.sector));
+	if (info.sectors != chunk_sectors_)
+		return DMS_MAP_REMAPPED;
+	dms_zero(cow_, cow_sector(e, info.sector), chunk_sectors_, &Snapshot::zero_done, bio);
+	return DMS_MAP_SUBMITTED;
+}
+
+void Snapshot::zero_done(void* ctx, int read_error, unsigned long write_error_mask)
+{
+	dms_bio_endio(static_cast<dms_bio*>(ctx), write_error_mask ? -DMS_EIO : 0);
 }
 
 // Bio completion context, possibly an interrupt: no lock is taken.

@@ -32,8 +32,6 @@ inline constexpr const char kFeatureUnknown[] = "Unrecognised feature requested"
 inline constexpr const char kFeaturePassdownNeedsZeroes[] =
 	"discard_passdown_origin feature depends on discard_zeroes_cow";
 inline constexpr const char kFeaturesTrailing[] = "Unexpected arguments after the feature list";
-inline constexpr const char kFeaturesUnsupported[] =
-	"Discard features are not supported by this version of the module";
 inline constexpr const char kOriginGet[] = "Cannot get origin device";
 inline constexpr const char kCowSameAsOrigin[] = "COW device cannot be the same as origin device";
 inline constexpr const char kCowGet[] = "Cannot get COW device";

@@ -357,6 +357,21 @@ void dms_copy(dms_dev* src, dms_sector_t src_sector, dms_sector_t count,
 	kernel.submit_copy(std::move(job), fn, ctx);
 }
 
+// kcopyd's zeroing: written at submission, completed on kcopyd's queue.
+void dms_zero(dms_dev* dev, dms_sector_t sector, dms_sector_t count, dms_copy_done_fn fn, void* ctx)
+{
+	fake::might_sleep("dms_zero");
+	check_held(dev, "dms_zero");
+	std::vector<unsigned char> zeros(count * kSectorBytes);
+	const unsigned long mask = dev->io(DMS_IO_WRITE, sector, count, zeros.data(), "zero") ? 1 : 0;
+	FakeKernel::instance().kcopyd_wq().run([fn, ctx, mask] { fn(ctx, 0, mask); });
+}
+
+unsigned int dms_bio_target_nr(dms_bio* bio)
+{
+	return bio->target_nr;
+}
+
 void dms_bio_get_info(dms_bio* bio, dms_bio_info* out)
 {
 	*out = bio->info;

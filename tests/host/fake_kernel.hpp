@@ -137,6 +137,7 @@ struct dms_bio {
 	std::vector<unsigned char> data;	// info.sectors * 512 bytes
 	dms_dev* dev = nullptr;	// set by dms_bio_remap()
 	dms_sector_t dev_sector = 0;
+	unsigned int target_nr = 0;	// which copy of a discard/flush (dm's bio nr)
 	// Runs when the bio ends, before waiters wake: where a test plays dm
 	// calling the target's end_io.
 	std::function<void(dms_bio*, int)> on_end;

@@ -53,12 +53,39 @@ TEST_F(SnapshotCtrTest, FeatureErrorsComeBeforeDeviceErrors)
 	expect_failure("/dev/missing /dev/missing P 8 0 extra", errors::kFeaturesTrailing);
 }
 
-TEST_F(SnapshotCtrTest, DiscardFeaturesAreRefusedBeforeAnyDevice)
+TEST_F(SnapshotCtrTest, DiscardFeaturesSetTheDiscardBios)
 {
 	dms_target ti;
-	EXPECT_EQ(snapshot_ctr(ti, "/dev/vg/lv /dev/vg/lv-cow P 8 1 discard_zeroes_cow").r, -EINVAL);
-	EXPECT_STREQ(ti.error, errors::kFeaturesUnsupported);
-	EXPECT_TRUE(ti.requests.empty());
+	auto c = snapshot_ctr(ti, "/dev/vg/lv /dev/vg/lv-cow P 8 1 discard_zeroes_cow");
+	ASSERT_EQ(c.r, 0);
+	EXPECT_EQ(c.setup.num_discard_bios, 1u);
+	EXPECT_EQ(snapshot_status(c.obj.get(), DMSCORE_STATUS_TABLE, "snapshot"),
+		  "253:0 253:1 P 8 1 discard_zeroes_cow");
+	dmscore_io_hints hints{};
+	dmscore_snapshot_io_hints(reinterpret_cast<dmscore_snapshot*>(c.obj.get()), &hints);
+	EXPECT_EQ(hints.discard_granularity_bytes, 8u * 512);
+	EXPECT_EQ(hints.max_discard_sectors, 8u);
+	c.obj.reset();
+
+	dms_target ti2;
+	fresh_cow();
+	auto c2 = snapshot_ctr(ti2, "/dev/vg/lv /dev/vg/lv-cow P 8 2 discard_zeroes_cow discard_passdown_origin");
+	ASSERT_EQ(c2.r, 0);
+	EXPECT_EQ(c2.setup.num_discard_bios, 2u);
+	EXPECT_EQ(snapshot_status(c2.obj.get(), DMSCORE_STATUS_TABLE, "snapshot"),
+		  "253:0 253:1 P 8 2 discard_zeroes_cow discard_passdown_origin");
+}
+
+TEST_F(SnapshotCtrTest, NoDiscardFeaturesNoDiscardBios)
+{
+	dms_target ti;
+	auto c = snapshot_ctr(ti, "/dev/vg/lv /dev/vg/lv-cow P 8");
+	ASSERT_EQ(c.r, 0);
+	EXPECT_EQ(c.setup.num_discard_bios, 0u);
+	dmscore_io_hints hints{};
+	dmscore_snapshot_io_hints(reinterpret_cast<dmscore_snapshot*>(c.obj.get()), &hints);
+	EXPECT_EQ(hints.discard_granularity_bytes, 0u);
+	EXPECT_EQ(hints.max_discard_sectors, 0u);
 }
 
 TEST_F(SnapshotCtrTest, MissingOriginReportsTheLookupError)
