@@ -359,7 +359,11 @@ void dmscore_snapshot_io_hints(struct dmscore_snapshot *s, struct dmscore_io_hin
 
 /* Returns a dms_map_result. */
 int dmscore_snapshot_map(struct dmscore_snapshot *s, struct dms_bio *bio);
-/* Every bio the snapshot target remapped ends here first (error: 0/-errno). */
+/*
+ * Every bio of the snapshot target that ends (remapped, or ended by the
+ * core with dms_bio_endio; not one the map killed) comes here first, in bio
+ * completion context: possibly an interrupt, so no dms_* lock may be taken.
+ */
 void dmscore_snapshot_end_io(struct dmscore_snapshot *s, struct dms_bio *bio, int error);
 /* 0 or -errno: refuses resume (handover rules). */
 int dmscore_snapshot_preresume(struct dmscore_snapshot *s);
