@@ -13,9 +13,7 @@ set -u -o pipefail
 . "${BASH_SOURCE[0]%/*}/dmsnap.sh"
 . "${BASH_SOURCE[0]%/*}/cow.sh"
 
-seed=${COW_SEED:-20}
-RANDOM=$seed
-diag "random seed $seed"
+cow_seed 20
 
 # "TYPE:CHUNK" pairs; each round takes a fresh snapshot of the origin.
 # The default has every store type and every chunk size; a round takes

@@ -10,9 +10,7 @@ set -u -o pipefail
 . "${BASH_SOURCE[0]%/*}/dmsnap.sh"
 . "${BASH_SOURCE[0]%/*}/cow.sh"
 
-seed=${COW_SEED:-21}
-RANDOM=$seed
-diag "random seed $seed"
+cow_seed 21
 
 load_test_modules
 check make_ramdisks 4 32 || bail "ramdisks"

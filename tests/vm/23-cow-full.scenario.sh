@@ -17,9 +17,7 @@ set -u -o pipefail
 . "${BASH_SOURCE[0]%/*}/dmsnap.sh"
 . "${BASH_SOURCE[0]%/*}/cow.sh"
 
-seed=${COW_SEED:-23}
-RANDOM=$seed
-diag "random seed $seed"
+cow_seed 23
 
 load_test_modules
 check make_ramdisks 2 32 || bail "ramdisks"

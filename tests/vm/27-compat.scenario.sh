@@ -13,9 +13,7 @@ set -u -o pipefail
 . "${BASH_SOURCE[0]%/*}/dmsnap.sh"
 . "${BASH_SOURCE[0]%/*}/cow.sh"
 
-seed=${COW_SEED:-27}
-RANDOM=$seed
-diag "random seed $seed"
+cow_seed 27
 
 load_test_modules
 check make_ramdisks 3 32 || bail "ramdisks"

@@ -46,6 +46,14 @@ load_snap_deps() {
 
 # cow_load_dmsnap: load_dmsnap, but with dm-bufio loaded first and
 # compressed DMSNAP_KO files accepted (the in-tree module on some kernels).
+# cow_seed DEFAULT: seed bash's RANDOM with $COW_SEED or DEFAULT and say
+# which, so a failing run can be repeated exactly.
+cow_seed() {
+	local seed=${COW_SEED:-$1}
+	RANDOM=$seed
+	diag "random seed $seed"
+}
+
 cow_load_dmsnap() {
 	[[ -n ${DMSNAP_KO:-} && -f $DMSNAP_KO ]] || bail "DMSNAP_KO not set or missing: '${DMSNAP_KO:-}'"
 	load_snap_deps || bail "cannot load dm-mod/dm-bufio"
