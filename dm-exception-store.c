@@ -4,6 +4,7 @@
  * dm-io, dm-kcopyd, locks, work items and waiters.  Adapters only: every
  * decision is made in snapcore/.
  */
+#include <linux/blkdev.h>
 #include <linux/delay.h>
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
@@ -191,6 +192,11 @@ int dms_dev_io_sync(struct dms_dev *dev, unsigned int flags, dms_sector_t sector
 
 	dms_io_request(&req, flags, buf);
 	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+}
+
+int dms_dev_flush(struct dms_dev *dev)
+{
+	return blkdev_issue_flush(((struct dm_dev *)dev)->bdev);
 }
 
 struct dms_async_io {

@@ -377,16 +377,6 @@ static int snapshot_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *
 	return DM_ENDIO_DONE;
 }
 
-/*
- * Merging is not part of this version: snapshot-merge I/O fails rather than
- * returning data that might not be the merged device's.
- */
-static int merge_map(struct dm_target *ti, struct bio *bio)
-{
-	DMERR_LIMIT("snapshot-merge: I/O is not supported by this version");
-	return DM_MAPIO_KILL;
-}
-
 /* The core names the devices and ranges; this adapts the callback. */
 struct iterate_ctx {
 	struct dm_target *ti;
@@ -421,6 +411,11 @@ static void snapshot_io_hints(struct dm_target *ti, struct queue_limits *limits)
 		limits->max_hw_discard_sectors = hints.max_discard_sectors;
 		limits->max_discard_sectors = hints.max_discard_sectors;
 	}
+}
+
+static void snapshot_presuspend(struct dm_target *ti)
+{
+	dmscore_snapshot_presuspend(ti->private);
 }
 
 static int snapshot_preresume(struct dm_target *ti)
@@ -546,7 +541,9 @@ static struct target_type merge_target = {
 	.module = THIS_MODULE,
 	.ctr = merge_ctr,
 	.dtr = snapshot_dtr,
-	.map = merge_map,
+	.map = snapshot_map,
+	.end_io = snapshot_end_io,
+	.presuspend = snapshot_presuspend,
 	.preresume = snapshot_preresume,
 	.resume = snapshot_resume,
 	.postsuspend = snapshot_postsuspend,

@@ -111,6 +111,12 @@ int dms_dev_io_sync(struct dms_dev *dev, unsigned int dms_io_flags,
 		    dms_sector_t sector, dms_sector_t count, void *buf);
 
 /*
+ * Makes every completed write to dev durable (an empty REQ_PREFLUSH, as
+ * blkdev_issue_flush).  Sleeps.  0 or -errno.
+ */
+int dms_dev_flush(struct dms_dev *dev);
+
+/*
  * Asynchronous I/O on a held device through dm-io; buf from dms_zalloc(),
  * untouched until fn runs.  fn(ctx, error) runs in process context, on the
  * module's work queue, when the I/O is done; error is 0 or -EIO (dm-io
@@ -165,7 +171,8 @@ enum dms_lock_class {
 	DMS_LOCK_STRIPE = 0,	/* exception-table stripes */
 	DMS_LOCK_ALLOC = 1,	/* COW allocation, nested in a stripe lock */
 	DMS_LOCK_COMMIT = 2,	/* completed-copy queue */
-	DMS_LOCK_CLASSES = 3,
+	DMS_LOCK_MERGE = 3,	/* merging range and held writes, in a stripe lock */
+	DMS_LOCK_CLASSES = 4,
 };
 struct dms_spinlock;
 struct dms_spinlock *dms_spinlock_create(unsigned int dms_lock_class);
@@ -360,11 +367,16 @@ void dmscore_snapshot_io_hints(struct dmscore_snapshot *s, struct dmscore_io_hin
 /* Returns a dms_map_result. */
 int dmscore_snapshot_map(struct dmscore_snapshot *s, struct dms_bio *bio);
 /*
- * Every bio of the snapshot target that ends (remapped, or ended by the
+ * Every bio of a snapshot or snapshot-merge target that ends (remapped, or ended by the
  * core with dms_bio_endio; not one the map killed) comes here first, in bio
  * completion context: possibly an interrupt, so no dms_* lock may be taken.
  */
 void dmscore_snapshot_end_io(struct dmscore_snapshot *s, struct dms_bio *bio, int error);
+/*
+ * Before dm waits for the target's bios to drain: a snapshot-merge target
+ * stops merging here (no merge I/O reaches the origin while suspended).
+ */
+void dmscore_snapshot_presuspend(struct dmscore_snapshot *s);
 /* 0 or -errno: refuses resume (handover rules). */
 int dmscore_snapshot_preresume(struct dmscore_snapshot *s);
 void dmscore_snapshot_resume(struct dmscore_snapshot *s);

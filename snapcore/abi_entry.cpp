@@ -81,6 +81,11 @@ void dmscore_snapshot_end_io(dmscore_snapshot* s, dms_bio* bio, int error)
 	as_cxx(s)->end_io(bio, error);
 }
 
+void dmscore_snapshot_presuspend(dmscore_snapshot* s)
+{
+	as_cxx(s)->presuspend();
+}
+
 int dmscore_snapshot_preresume(dmscore_snapshot* s)
 {
 	return as_cxx(s)->preresume();
@@ -133,8 +138,7 @@ void dmscore_origin_resume(dmscore_origin* o)
 	as_cxx(o)->resume();
 }
 
-// Nothing to undo yet: an origin registers nothing at resume.  (The merge
-// target will look origins up here.)
+// Nothing to undo: an origin registers nothing at resume.
 void dmscore_origin_postsuspend(dmscore_origin* o)
 {
 }

@@ -35,6 +35,13 @@ int ExceptionTable::init()
 	return 0;
 }
 
+bool ExceptionTable::erase(ktl::u64 old)
+{
+	Stripe& s = stripe(old);
+	ktl::SpinGuard g(s.lock);
+	return s.complete.erase(old);
+}
+
 int ExceptionTable::insert(ktl::u64 old, ktl::u64 new_chunk, bool noio)
 {
 	Stripe& s = stripe(old);

@@ -59,6 +59,10 @@ public:
 	// that already has one (a corrupt COW device, at activation).
 	int insert(ktl::u64 old, ktl::u64 new_chunk, bool noio);
 
+	// Removes the completed exception of `old` (merge); takes the stripe
+	// lock.  False if there is none.
+	bool erase(ktl::u64 old);
+
 	static ktl::u64 lookup_locked(Stripe& s, ktl::u64 old) { return s.complete.lookup(old); }
 	static Pending* find_pending_locked(Stripe& s, ktl::u64 old);
 	static void add_pending_locked(Stripe& s, Pending* pe);

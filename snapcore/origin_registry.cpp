@@ -48,14 +48,30 @@ OriginRegistry& OriginRegistry::get()
 const char* OriginRegistry::add_checked(Snapshot* s, ktl::u32* source_chunk)
 {
 	ktl::WriteGuard g(lock_);
+	Snapshot* source = nullptr;
+	bool merging = false;
 	*source_chunk = 0;
 	for (Snapshot* o = head_; o; o = o->registry_next) {
-		if (o->cow_devt() != s->cow_devt() || o->handed_over())
+		if (o->handed_over())
 			continue;
-		if (o->handover_dest() || *source_chunk)
+		if (o->is_merge() && o->origin_devt() == s->origin_devt())
+			merging = true;
+		if (o->cow_devt() != s->cow_devt())
+			continue;
+		if (o->handover_dest() || source)
 			return errors::kHandoverPairing;
-		*source_chunk = o->chunk_sectors();
+		source = o;
 	}
+	if (s->is_merge()) {
+		// One merge per origin (in-tree checks this only on handover;
+		// two merges of one origin would overwrite each other's work).
+		if (merging)
+			return errors::kAlreadyMerging;
+		if (source && !source->persistent())
+			return errors::kMergeNeedsPersistent;
+	}
+	if (source)
+		*source_chunk = source->chunk_sectors();
 	s->registry_next = head_;
 	head_ = s;
 	return nullptr;
@@ -129,15 +145,25 @@ int OriginRegistry::origin_write(dms_devt_t devt, PerBio* pb, bool throttle)
 			s->put_ref();
 		}
 	}
-
 	dms_bio_info info;
 	dms_bio_get_info(pb->bio, &info);
+	return make_copies(devt, info.sector, info.sectors, pb) ? DMS_MAP_SUBMITTED
+								 : DMS_MAP_REMAPPED;
+}
 
+bool OriginRegistry::prepare_extent(dms_devt_t devt, ktl::u64 sector, ktl::u64 sectors)
+{
+	return make_copies(devt, sector, sectors, nullptr);
+}
+
+bool OriginRegistry::make_copies(dms_devt_t devt, ktl::u64 sector, ktl::u64 sectors, PerBio* pb)
+{
 	// New pending exceptions, grouped into copy jobs: the snapshots with
 	// the same chunk size share one read of the origin chunk.
 	Pending* leaders[DMS_COPY_MAX_DESTS * 4];
 	unsigned int nleaders = 0;
 	PerBio* waiting = pb;	// the bio waits on the first copy found
+	bool busy = false;
 
 	auto start_all = [&]() {
 		for (unsigned int i = 0; i < nleaders; i++)
@@ -165,9 +191,11 @@ int OriginRegistry::origin_write(dms_devt_t devt, PerBio* pb, bool throttle)
 		ktl::ReadGuard g(lock_);
 		for (Snapshot* s = head_; s; s = s->registry_next) {
 			// Invalid snapshots still take part: one whose invalid
-			// header is not yet on disk holds the write back.
+			// header is not yet on disk holds the write back.  A
+			// merging snapshot makes no exceptions: its chunks are
+			// on their way back to the origin.
 			if (s->origin_devt() != devt || !s->active() || s->is_merge() ||
-			    info.sector >= s->len())
+			    sector >= s->len())
 				continue;
 			if (s->frozen()) {
 				// Draining for a handover: the write waits and
@@ -176,13 +204,14 @@ int OriginRegistry::origin_write(dms_devt_t devt, PerBio* pb, bool throttle)
 					s->park(waiting);
 					waiting = nullptr;
 				}
+				busy = true;
 				continue;
 			}
 			// The origin target splits writes at the smallest chunk
 			// size it knew at resume; a snapshot added since may have
 			// a smaller one, so walk every chunk the write touches.
-			const ktl::u64 end = ktl::min(info.sector + info.sectors, s->len());
-			const ktl::u64 first = info.sector >> s->chunk_shift();
+			const ktl::u64 end = ktl::min(sector + sectors, s->len());
+			const ktl::u64 first = sector >> s->chunk_shift();
 			const ktl::u64 last = (end - 1) >> s->chunk_shift();
 			for (ktl::u64 chunk = first; chunk <= last; chunk++) {
 				Pending* pe = nullptr;
@@ -191,9 +220,11 @@ int OriginRegistry::origin_write(dms_devt_t devt, PerBio* pb, bool throttle)
 					break;
 				case Snapshot::OriginChunk::kInFlight:
 					waiting = nullptr;
+					busy = true;
 					break;
 				case Snapshot::OriginChunk::kNew:
 					waiting = nullptr;
+					busy = true;
 					add_to_job(pe);
 					break;
 				}
@@ -201,7 +232,17 @@ int OriginRegistry::origin_write(dms_devt_t devt, PerBio* pb, bool throttle)
 		}
 	}
 	start_all();
-	return waiting ? DMS_MAP_REMAPPED : DMS_MAP_SUBMITTED;
+	return busy;
+}
+
+void OriginRegistry::exception_done(dms_devt_t devt)
+{
+	if (!merges_running_.load())
+		return;
+	ktl::ReadGuard g(lock_);
+	for (Snapshot* s = head_; s; s = s->registry_next)
+		if (s->is_merge() && s->origin_devt() == devt)
+			s->kick_merge();
 }
 
 }  // namespace snapcore

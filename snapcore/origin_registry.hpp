@@ -9,6 +9,7 @@
 
 #include "bio_list.hpp"
 #include "dm-snap.h"
+#include "ktl/lock.hpp"
 #include "ktl/types.hpp"
 
 namespace snapcore {
@@ -22,7 +23,9 @@ public:
 	static OriginRegistry& get();
 
 	// Registers s, unless its COW device already has two tables (a
-	// source and a handover destination): then returns the ti->error.
+	// source and a handover destination), or s is a merge and its origin
+	// already has one, or its handover source cannot merge: then returns
+	// the ti->error.
 	// *source_chunk is set to the chunk size of the table already on the
 	// COW device, which makes s its handover destination, else to 0.
 	const char* add_checked(Snapshot* s, ktl::u32* source_chunk);
@@ -52,7 +55,23 @@ public:
 	// retries must never wait on themselves).
 	int origin_write(dms_devt_t devt, PerBio* pb, bool throttle);
 
+	// Merging: before a merge overwrites origin sectors, every other
+	// snapshot of the origin must hold its copy of them.  Starts the
+	// copies still missing; true while any is in flight (the merge then
+	// waits for exception_done()).
+	bool prepare_extent(dms_devt_t devt, ktl::u64 sector, ktl::u64 sectors);
+	// A pending exception of a snapshot of `devt` completed: wakes the
+	// merges of that origin waiting in prepare_extent().  Cheap while no
+	// merge runs anywhere.
+	void exception_done(dms_devt_t devt);
+	void merge_started() { merges_running_.fetch_add(1); }
+	void merge_stopped() { merges_running_.fetch_sub(1); }
+
 private:
+	// The copy-on-write step for sectors [sector, sector + sectors) of
+	// devt: true if copies are in flight; pb, if given, then waits on one
+	// (or is parked for a handover) and is re-run when it completes.
+	bool make_copies(dms_devt_t devt, ktl::u64 sector, ktl::u64 sectors, PerBio* pb);
 	Snapshot* partner_locked(Snapshot* s, bool want_dest);
 
 	// A snapshot of devt over its copy threshold, with a reference the
@@ -62,6 +81,7 @@ private:
 	dms_rwsem* lock_ = nullptr;
 	dms_waiter* waiter_ = nullptr;
 	Snapshot* head_ = nullptr;
+	ktl::Atomic<ktl::u32> merges_running_{0};
 };
 
 }  // namespace snapcore

@@ -89,10 +89,11 @@ int PersistentStore::alloc_buffers()
 int PersistentStore::allocate(u64* chunk)
 {
 	const u64 size = dms_dev_size(cow_);
-	if (size < (next_free_ + 1) * layout_.chunk_sectors())
+	const u64 next = next_free_.load();
+	if (size < (next + 1) * layout_.chunk_sectors())
 		return -DMS_ENOSPC;
-	*chunk = next_free_;
-	next_free_ = layout_.next_data_chunk(next_free_);
+	*chunk = next;
+	next_free_.store(layout_.next_data_chunk(next));
 	return 0;
 }
 
@@ -175,7 +176,7 @@ int PersistentStore::initialise_new(const char** error)
 		return r;
 	}
 	new_cow_ = false;
-	next_free_ = layout_.first_data_chunk();
+	next_free_.store(layout_.first_data_chunk());
 	current_area_.store(0);
 	current_committed_ = 0;
 	return 0;

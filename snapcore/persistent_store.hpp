@@ -78,7 +78,7 @@ public:
 
 	// Status numbers, in sectors: allocated (data and metadata) and
 	// metadata (header plus every area up to the current one).
-	u64 allocated_sectors() const { return next_free_ * layout_.chunk_sectors(); }
+	u64 allocated_sectors() const { return next_free_.load() * layout_.chunk_sectors(); }
 	u64 metadata_sectors() const
 	{
 		return (current_area_.load() + 1 + disk::kHeaderChunks) * layout_.chunk_sectors();
@@ -100,7 +100,22 @@ public:
 	// Marks the snapshot invalid on disk (header valid = 0).
 	int write_invalid_header();
 
-	u64 next_free_chunk() const { return next_free_; }
+	// Merging (persistent_store_merge.cpp) takes exceptions off the end
+	// of the metadata, newest first, so the metadata always describes
+	// exactly the exceptions not yet merged.
+	//
+	// prepare_merge() finds the newest exception and how many before it
+	// form one run with it (origin and COW chunks both consecutive, in
+	// the same area): returns that count n (> 0) with the run's *last*
+	// chunks in *last_old / *last_new, 0 when nothing is left, or -errno.
+	// Changes nothing on disk; calling it again gives the same answer.
+	int prepare_merge(u64* last_old, u64* last_new);
+	// Removes the newest n exceptions (n at most what prepare_merge()
+	// returned) with one FLUSH|FUA area write: the caller has made the
+	// merged data durable on the origin first.  On error nothing changed.
+	int commit_merge(u32 n);
+
+	u64 next_free_chunk() const { return next_free_.load(); }
 	u64 current_area() const { return current_area_.load(); }
 	u32 current_committed() const { return current_committed_; }
 
@@ -125,7 +140,8 @@ private:
 	u8* zero_chunk_ = nullptr;	// zeros, for wiping the next area
 	u32 header_bytes_ = 0;	// smallest write the COW device takes
 
-	u64 next_free_ = 0;		// serialised by the caller of allocate()
+	// Serialised by the caller of allocate(); status reads it any time.
+	ktl::Atomic<u64> next_free_{0};
 	ktl::Atomic<u64> current_area_;	// written by load and the committer, read by status
 	u32 current_committed_ = 0;	// used entries in the current area
 	bool dirty_ = false;		// staged entries not yet written
@@ -141,7 +157,7 @@ int PersistentStore::load(AddFn&& add, const char** error)
 
 	const u64 cow_chunks = layout_.chunks_in(dms_dev_size(cow_));
 	const u32 per_area = layout_.exceptions_per_area();
-	next_free_ = layout_.first_data_chunk();
+	u64 next_free = layout_.first_data_chunk();
 	for (u64 area = 0;; area++) {
 		const u64 where = layout_.area_location(area);
 		if (where >= cow_chunks) {
@@ -159,8 +175,8 @@ int PersistentStore::load(AddFn&& add, const char** error)
 		}
 		for (u32 i = 0; i < used; i++) {
 			const disk::Exception e = disk::decode_exception(area_, i);
-			if (e.new_chunk >= next_free_)
-				next_free_ = e.new_chunk + 1;
+			if (e.new_chunk >= next_free)
+				next_free = e.new_chunk + 1;
 			if (int r = add(e.old_chunk, e.new_chunk)) {
 				*error = errors::kMetadataNoMemory;
 				return r;
@@ -174,8 +190,9 @@ int PersistentStore::load(AddFn&& add, const char** error)
 			break;
 		}
 	}
-	if (layout_.is_metadata_chunk(next_free_))
-		next_free_++;
+	if (layout_.is_metadata_chunk(next_free))
+		next_free++;
+	next_free_.store(next_free);
 	return 0;
 }
 

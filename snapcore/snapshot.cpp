@@ -81,10 +81,6 @@ int Snapshot::create(dms_target* ti, SnapshotKind kind, u32 argc, char* const* a
 		return fail(ti, errors::kMergeNeedsPersistent, -DMS_EINVAL);
 	if (spec.type == StoreType::kTransient && !spec.chunk_sectors)
 		return fail(ti, errors::kChunkNotSet, -DMS_EINVAL);
-	// Merging arrives with a later milestone: refuse the table rather than load
-	// one that could only fail every I/O.
-	if (merging)
-		return fail(ti, errors::kMergeUnsupported, -DMS_EINVAL);
 	ktl::Owned<Snapshot> s(ktl::make<Snapshot>(ti));
 	if (!s)
 		return fail(ti, errors::kAllocSnapshot, -DMS_ENOMEM);
@@ -143,6 +139,12 @@ int Snapshot::init_runtime()
 	commit_work_ = dms_work_create(&Snapshot::commit_work, this);
 	if (!alloc_lock_ || !commit_lock_ || !waiter_ || !commit_work_)
 		return -DMS_ENOMEM;
+	if (kind_ == SnapshotKind::kMerge) {
+		merge_lock_ = dms_spinlock_create(DMS_LOCK_MERGE);
+		merge_work_ = dms_work_create(&Snapshot::merge_work, this);
+		if (!merge_lock_ || !merge_work_)
+			return -DMS_ENOMEM;
+	}
 	return table_.init();
 }
 
@@ -170,6 +172,10 @@ int Snapshot::load_store(const StoreOpenParams& params, const char** error)
 
 Snapshot::~Snapshot()
 {
+	// dm stops a merge at presuspend; a table destroyed without one (a
+	// failed resume) may still be merging.
+	if (merge_work_ && waiter_)
+		stop_merge();
 	if (registered_) {
 		// Destroying a source before its destination resumed cancels
 		// the handover: the destination never gets the exceptions.
@@ -180,6 +186,9 @@ Snapshot::~Snapshot()
 		OriginRegistry::get().remove(this);
 		OriginRegistry::get().wait(&Snapshot::unreferenced_cond, this);
 	}
+	// Out of the registry: nothing kicks the merge any more.
+	dms_work_destroy(merge_work_);
+	merge_work_ = nullptr;
 	if (waiter_)
 		wait_idle();
 	if (commit_work_) {
@@ -197,6 +206,8 @@ Snapshot::~Snapshot()
 		dms_spinlock_destroy(commit_lock_);
 	if (alloc_lock_)
 		dms_spinlock_destroy(alloc_lock_);
+	if (merge_lock_)
+		dms_spinlock_destroy(merge_lock_);
 	if (cow_)
 		dms_target_put_device(ti_, cow_);
 	if (origin_)
@@ -246,6 +257,8 @@ void Snapshot::status(int type, const char* target_name, TextSink& out)
 	case DMSCORE_STATUS_INFO:
 		if (!valid_.load())
 			out.str("Invalid");
+		else if (merge_failed_.load())
+			out.str("Merge failed");
 		else if (overflow_.load())
 			out.str("Overflow");
 		else
@@ -277,7 +290,7 @@ void Snapshot::status(int type, const char* target_name, TextSink& out)
 		out.str(",snap_origin_name=").str(dms_dev_name(origin_));
 		out.str(",snap_cow_name=").str(dms_dev_name(cow_));
 		out.str(",snap_valid=").chr(valid_.load() ? 'y' : 'n');
-		out.str(",snap_merge_failed=n");
+		out.str(",snap_merge_failed=").chr(merge_failed_.load() ? 'y' : 'n');
 		out.str(",snapshot_overflowed=").chr(overflow_.load() ? 'y' : 'n').chr(';');
 		break;
 	}

@@ -47,6 +47,7 @@ public:
 	// and takes over its exception table and store at resume.
 	int preresume();
 	void resume();
+	void presuspend();
 	void postsuspend();
 
 	SnapshotKind kind() const { return kind_; }
@@ -64,6 +65,7 @@ public:
 	bool handover_dest() const { return handover_dest_; }
 	bool handed_over() const { return handed_over_; }
 	bool valid() const { return valid_.load(); }
+	bool persistent() const { return spec_.type == StoreType::kPersistent; }
 
 	// Origin-write side (with OriginRegistry::origin_write).  For origin chunk `chunk` of this
 	// snapshot: nothing to do (exception exists, or snapshot unusable), a
@@ -81,6 +83,11 @@ public:
 	// exceptions (an origin grown after the snapshot was taken).
 	ktl::u64 len() const { return dms_target_len(ti_); }
 	bool is_merge() const { return kind_ == SnapshotKind::kMerge; }
+
+	// Runs the merge state machine again (snapshot_merge.cpp) after
+	// something it waits for happened.  Any context; no-op for a plain
+	// snapshot.
+	void kick_merge();
 
 	// Sleeps while this snapshot has too many copies in flight.
 	bool over_threshold() const;
@@ -110,6 +117,7 @@ private:
 	int allocate_chunk(ktl::u64* chunk, ktl::u64* seq);
 	Pending* new_pending(ktl::u64 old_chunk);
 	int map_discard(dms_bio* bio, PerBio* pb, const dms_bio_info& info);
+	int map_merge(dms_bio* bio, PerBio* pb, const dms_bio_info& info, bool throttle);
 	// Handles a failed allocation for a write; returns the map result.
 	int allocation_failed(int err, bool snapshot_write);
 
@@ -183,6 +191,40 @@ private:
 	enum class HeaderState { kValid, kNeeded, kWritten };
 	HeaderState header_ = HeaderState::kValid;
 	BioList parked_;
+
+	// Merging (snapshot-merge only; snapshot_merge.cpp has the design).
+	enum class MergePhase : u32 { kSelect, kOthers, kDrain, kCopying, kCommit };
+	void start_merge();
+	void stop_merge();
+	static void merge_work(void* ctx);
+	void merge_step();
+	bool merge_select();
+	bool merge_drained();
+	void merge_copy();
+	static void merge_copy_done(void* ctx, int read_error, unsigned long write_error_mask);
+	bool merge_commit();
+	void merge_release_writes();
+	void merge_shutdown(bool failed);
+	static int merge_stopped_cond(void* ctx);
+
+	dms_work* merge_work_ = nullptr;
+	ktl::Atomic<u32> merge_phase_{static_cast<u32>(MergePhase::kSelect)};
+	ktl::Atomic<bool> merge_running_{false};
+	ktl::Atomic<bool> merge_stop_{false};
+	ktl::Atomic<bool> merge_failed_{false};
+	ktl::Atomic<bool> merge_draining_{false};	// end_io kicks the merge
+	ktl::Atomic<int> merge_copy_error_{0};
+	// The run being merged: origin chunks [merge_old_, merge_old_ +
+	// merge_n_) from COW chunks merge_new_...  Merge work only.
+	ktl::u64 merge_old_ = 0;
+	ktl::u64 merge_new_ = 0;
+	u32 merge_n_ = 0;
+	// The same run as map sees it: writes to it are held until it is
+	// merged.  Under merge_lock_, which nests inside a stripe lock.
+	dms_spinlock* merge_lock_ = nullptr;
+	ktl::u64 merging_first_ = 0;
+	ktl::u64 merging_count_ = 0;
+	BioList merge_held_;
 };
 
 }  // namespace snapcore

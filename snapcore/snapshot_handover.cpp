@@ -50,12 +50,17 @@ void Snapshot::resume()
 			BioList parked;
 			OriginRegistry::get().complete_handover(src, this, &parked);
 			retry_origin_writes(parked);
+			// A merge of this origin waiting for the source's
+			// copies waits for ours now.
+			OriginRegistry::get().exception_done(origin_devt_);
 		} else {
 			// The source was destroyed first: nothing to take over.
 			handover_dest_ = false;
 		}
 	}
 	active_.store(true);
+	if (is_merge())
+		start_merge();
 }
 
 void Snapshot::park(PerBio* pb)

@@ -237,6 +237,8 @@ int Snapshot::map(dms_bio* bio)
 	dms_bio_info info;
 	dms_bio_get_info(bio, &info);
 
+	if (kind_ == SnapshotKind::kMerge)
+		return map_merge(bio, pb, info, true);
 	if (info.flags & DMS_BIO_FLUSH) {
 		dms_bio_remap(bio, cow_, info.sector);
 		return DMS_MAP_REMAPPED;
@@ -374,6 +376,10 @@ void Snapshot::end_io(dms_bio* bio, int error)
 		return;
 	ExceptionTable::untrack(table_.stripe(pb->tracked_chunk), pb->tracked_chunk);
 	pb->tracked = false;
+	// A merge waiting for this write (snapshot_merge.cpp, merge_drained).
+	ktl::full_barrier();
+	if (merge_draining_.load())
+		kick_merge();
 }
 
 // ---------------------------------------------------------------------------
@@ -595,6 +601,7 @@ void Snapshot::complete_pending(Pending* pe, bool ok)
 	dms_free(pe);
 	in_flight_.fetch_sub(1);
 	dms_waiter_wake(waiter_);
+	OriginRegistry::get().exception_done(origin_devt_);
 }
 
 void Snapshot::retry_origin_writes(BioList& bios)

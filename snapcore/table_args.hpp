@@ -53,8 +53,7 @@ inline constexpr const char kChunkNotSet[] = "Chunk size not set";
 inline constexpr const char kAllocSnapshot[] = "Cannot allocate private snapshot structure";
 inline constexpr const char kAllocOrigin[] = "Cannot allocate private origin structure";
 inline constexpr const char kAllocTables[] = "Unable to allocate hash table space";
-inline constexpr const char kMergeUnsupported[] =
-	"snapshot-merge is not supported by this version of the module";
+inline constexpr const char kAlreadyMerging[] = "A snapshot is already merging.";
 inline constexpr const char kHandoverPairing[] =
 	"Snapshot cow pairing for exception table handover failed";
 }  // namespace errors

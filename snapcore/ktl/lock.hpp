@@ -42,6 +42,11 @@ private:
 
 // Relaxed-enough atomics for counters and flags, on the compiler builtins
 // (the kernel's own atomics are macros, unreachable from C++).
+// A full memory barrier (smp_mb): orders a store before a later load, which
+// acquire/release alone does not (store-buffer litmus: "set my flag, then
+// look at yours" on both sides).
+inline void full_barrier() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
 template <typename T>
 class Atomic {
 public:

@@ -334,6 +334,13 @@ int dms_dev_io_sync(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t sector
 	return dev->io(dms_io_flags, sector, count, buf, "sync");
 }
 
+int dms_dev_flush(dms_dev* dev)
+{
+	fake::might_sleep("dms_dev_flush");
+	check_held(dev, "dms_dev_flush");
+	return dev->io(DMS_IO_WRITE | DMS_IO_FLUSH, 0, 0, nullptr, "flush");
+}
+
 int dms_dev_io_async(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t sector,
 		     dms_sector_t count, void* buf, dms_io_done_fn fn, void* ctx)
 {

@@ -40,7 +40,7 @@ struct IoRecord {
 	unsigned int flags;	// dms_io_flags
 	dms_sector_t sector;
 	dms_sector_t count;
-	std::string via;	// "sync", "async", "copy" or "bio"
+	std::string via;	// "sync", "async", "copy", "zero", "flush" or "bio"
 	int result;		// 0 or -EIO
 	// What a synchronous write carried (dm-io from the core: metadata).
 	std::vector<unsigned char> data;

@@ -187,19 +187,19 @@ TEST_F(SnapshotCtrTest, SnapshotReadsTheOriginAndOpensTheCowInTableMode)
 	EXPECT_EQ(ti.held, (std::vector<dms_dev*>{origin, cow}));
 }
 
-// snapshot-merge parses and opens its devices like in-tree (the origin
-// read-write), then is refused as a whole until merging is implemented:
-// a loaded merge table that fails every I/O would be worse.
-TEST_F(SnapshotCtrTest, MergeOpensTheOriginReadWriteThenIsRefused)
+// snapshot-merge opens the origin read-write (it writes merged chunks
+// back), and sends flushes to both devices.
+TEST_F(SnapshotCtrTest, MergeOpensTheOriginReadWrite)
 {
 	dms_target ti;
 	const auto c = snapshot_ctr(ti, "/dev/vg/lv /dev/vg/lv-cow P 8", DMSCORE_SNAPSHOT_MERGE);
-	EXPECT_EQ(c.r, -EINVAL);
-	EXPECT_STREQ(ti.error, snapcore::errors::kMergeUnsupported);
+	ASSERT_EQ(c.r, 0);
+	EXPECT_EQ(ti.error, nullptr);
 	ASSERT_EQ(ti.requests.size(), 2u);
 	EXPECT_EQ(ti.requests[0].mode, DMS_MODE_READ_WRITE);
 	EXPECT_EQ(ti.requests[1].mode, DMS_MODE_TABLE);
-	EXPECT_TRUE(ti.held.empty());
+	EXPECT_EQ(c.setup.num_flush_bios, 2u);
+	EXPECT_EQ(c.setup.max_io_len, 8u);
 }
 
 TEST_F(SnapshotCtrTest, SetupForSnapshot)
