@@ -101,11 +101,11 @@ void CowTest::TearDown()
 	DeviceTest::TearDown();
 }
 
-SnapshotTarget CowTest::snapshot(const Args& args, bool resume)
+SnapshotTarget CowTest::snapshot(const Args& args, bool resume, int kind)
 {
 	SnapshotTarget t;
 	t.ti->len = kOriginSectors;
-	auto c = snapshot_ctr(*t.ti, args);
+	auto c = snapshot_ctr(*t.ti, args, kind);
 	EXPECT_EQ(c.r, 0) << "snapshot constructor: " << (t.ti->error ? t.ti->error : "?");
 	t.setup = c.setup;
 	t.chunk = static_cast<unsigned int>(c.setup.max_io_len);

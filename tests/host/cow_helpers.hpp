@@ -89,7 +89,11 @@ protected:
 
 	// Constructs (and resumes, as dm does before I/O) a target; a
 	// failed constructor fails the test.
-	SnapshotTarget snapshot(const Args& args, bool resume = true);
+	SnapshotTarget snapshot(const Args& args, bool resume = true, int kind = DMSCORE_SNAPSHOT);
+	SnapshotTarget merge(const Args& args, bool resume = true)
+	{
+		return snapshot(args, resume, DMSCORE_SNAPSHOT_MERGE);
+	}
 	OriginTarget origin_target(bool resume = true);
 
 	// A bio the fixture owns (it outlives every target of the test).

@@ -24,6 +24,7 @@ set -u -o pipefail
 . "${BASH_SOURCE[0]%/*}/cow.sh"
 
 cow_seed 29
+_T0=$(date +%s.%N); pass() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $* [$(echo "$(date +%s.%N) - $_T0" | bc)]"; }
 
 load_test_modules
 check make_ramdisks 5 32 || bail "ramdisks"
