@@ -50,10 +50,12 @@
 // Unlike in-tree, writes held for a failed run are not failed with it:
 // they are re-run and go wherever the table now says.
 //
-// Stopping.  presuspend (and the destructor) stop the merge: between runs,
-// while waiting for other snapshots, or before a run's copy starts; a copy
-// in flight is finished and committed first.  No merge I/O reaches the
-// origin while the target is suspended.  resume starts it again.
+// Stopping.  presuspend (and the destructor) stop the merge between runs: a
+// run once selected is merged and committed first (its copies into other
+// snapshots and the writes it waits for are already on their way), so the
+// metadata and the status are always those of whole runs.  No merge I/O
+// reaches the origin while the target is suspended.  resume starts it
+// again.
 
 #include "ktl/lock.hpp"
 #include "origin_registry.hpp"
@@ -164,7 +166,7 @@ void Snapshot::stop_merge()
 	if (!merge_work_)
 		return;
 	merge_stop_.store(true);
-	kick_merge();	// it may be waiting for others: let it see the flag
+	kick_merge();	// harmless: the flag counts only between runs
 	dms_waiter_wait(waiter_, &Snapshot::merge_stopped_cond, this);
 }
 
@@ -202,8 +204,10 @@ void Snapshot::merge_step()
 		return;
 	for (;;) {
 		const auto phase = static_cast<MergePhase>(merge_phase_.load());
-		if (merge_stop_.load() && phase != MergePhase::kCopying &&
-		    phase != MergePhase::kCommit) {
+		// Only between runs: once the store's cursor has moved to a
+		// run (possibly back to the previous area, which status shows),
+		// the run is merged first, as in-tree.
+		if (merge_stop_.load() && phase == MergePhase::kSelect) {
 			merge_shutdown(false);
 			return;
 		}

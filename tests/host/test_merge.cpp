@@ -347,6 +347,36 @@ TEST_F(MergeTest, PresuspendStopsBetweenRunsAndResumeCarriesOn)
 		EXPECT_EQ(origin_chunk(e.old_chunk), cow_data(e.new_chunk)) << "chunk " << e.old_chunk;
 }
 
+// A run selected before the stop (here: waiting for another snapshot's
+// copy) is merged first, so status never shows the store's cursor moved to
+// a run that was not merged (it may have moved back an area).
+TEST_F(MergeTest, PresuspendLetsTheSelectedRunFinish)
+{
+	craft(kFourRuns);
+	auto other = snapshot("/dev/vg/lv /dev/vg/cow2 P 8");
+	auto m = merge(kMergeLine, false);
+	CopyHold hold;
+	ASSERT_EQ(dmscore_snapshot_preresume(m.get()), 0);
+	dmscore_snapshot_resume(m.get());
+	ASSERT_TRUE(kernel.wait_held_copies(1));	// the other snapshot's copy of chunk 3
+	ASSERT_EQ(kernel.copy_jobs()[0].dests[0].dev, cow2);
+	std::atomic<bool> returned{false};
+	Background stopper([&] {
+		dmscore_snapshot_presuspend(m.get());
+		returned = true;
+	});
+	ASSERT_TRUE(fake::wait_until([&] { return kernel.sleeping_waiters() >= 1; }));
+	EXPECT_FALSE(returned);
+	kernel.release_all_copies();
+	stopper.join();
+	kernel.drain();
+	const auto jobs = kernel.copy_jobs();
+	ASSERT_EQ(jobs.size(), 2u) << "the selected run was not merged, or a next one was";
+	EXPECT_EQ(jobs[1].dests[0].dev, origin);
+	EXPECT_EQ(info(m), "64/204800 16");
+	EXPECT_EQ(origin_chunk(3), cow_data(8));
+}
+
 TEST_F(MergeTest, HandoverFromAnActiveSnapshotThenMerge)
 {
 	auto o = origin_target();
