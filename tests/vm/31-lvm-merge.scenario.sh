@@ -4,9 +4,12 @@
 #  - lvconvert --merge of an unopened snapshot while its origin is active
 #    (started online: snapshot-merge handed over from the live snapshot),
 #    alone and with a second snapshot that keeps its own data;
-#  - lvconvert --merge deferred because the origin (mounted ext4) or the
-#    snapshot (held open) is in use, then started by activation: the
-#    snapshot-merge table constructed directly from the COW;
+#  - lvconvert --merge deferred because the origin (mounted ext4, or held
+#    open) or the snapshot (held open) is in use, then started by
+#    activation (vgchange -ay; lvchange -ay --poll n, which loads
+#    snapshot-merge directly from the COW but leaves LVM's part of the merge
+#    to a later lvchange --poll y) or by lvchange --refresh (snapshot-merge
+#    loaded in place, as lvconvert does online);
 #  - ext4 on the origin with the snapshot mounted read-only (noload) while
 #    the origin's files change;
 #  - a snapshot that overflows: lvs and dmsetup report it invalid, the
@@ -17,7 +20,11 @@
 # How LVM behaves in this guest (lvm2 2.03.16): lvmpolld is not running, so
 # every command that polls warns "Failed to connect to lvmpolld. Proceeding
 # with polling without using lvmpolld." and polls itself, in a forked
-# background process for --background and for activation.  dmeventd is not
+# background process for --background, activation and --refresh (only
+# the kernel merges until a poller sees the merge done and then removes the
+# snapshot LV and reloads the origin).  "lvconvert --startpoll vg/lv" is
+# refused for a merging snapshot origin ("Command on LV vg/lv does not
+# accept LV type linear."); lvchange --poll y does the job.  dmeventd is not
 # started by hand: with activation/monitoring=1 the first lvcreate -s starts
 # /sbin/dmeventd (it lives in the writable /run: dmeventd.pid,
 # dmeventd-client, dmeventd-server) and registers every snapshot with it.
@@ -32,12 +39,15 @@ cow_load_dmsnap
 cow_seed 31
 export LVM_SUPPRESS_FD_WARNINGS=1
 
-# lvfield LV FIELD: one lvs field of vg/LV, blanks removed.
-lvfield() { lvs --noheadings -o "$2" "vg/$1" 2>/dev/null | tr -d ' '; }
+# lvfield LV FIELDS: lvs fields of vg/LV, "|" between them, no padding.
+lvfield() {
+	lvs --noheadings --separator '|' -o "$2" "vg/$1" 2>/dev/null | sed 's/^ *//'
+}
 # lv_gone LV: vg/LV (hidden or not) no longer exists.
 lv_gone() { ! lvs "vg/$1" >/dev/null 2>&1; }
-# vg_lvs: the names of all LVs of vg, hidden ones included, sorted.
-vg_lvs() { lvs -a --noheadings -o lv_name vg | tr -d ' []' | sort | xargs; }
+# vg_lvs: "name attr" of every LV of vg, hidden ones included, in one
+# line, sorted by name ("[hidden]" ones first).
+vg_lvs() { lvs -a --noheadings -o lv_name,lv_attr vg | LC_ALL=C sort | xargs; }
 # dm_target NAME: the target type of the first table line of a dm device.
 dm_target() { dmsetup table "$1" 2>/dev/null | awk 'NR == 1 { print $3 }'; }
 # merge_finished NAME: the snapshot-merge device NAME has no chunks left to
@@ -103,15 +113,12 @@ expect_eq "$?" 0 "lvconvert --merge --background vg/s1 (origin active, not open)
 expect_grep "Merging of volume vg/s1 started." "$out" "lvconvert says the merge started"
 diag "lvconvert --merge --background:" "$out"
 expect_eq "$(dm_target vg-lv)" "snapshot-merge" "origin's table is snapshot-merge during the merge"
-expect_eq "$(lvfield lv lv_attr | cut -c1-7)" "Owi-a-s" "lvs: merging origin (O)"
-expect_eq "$(lvs -a --noheadings -o lv_name,lv_attr vg/s1 | awk '{print $1, substr($2, 1, 7)}')" \
-	"[s1] Swi-a-s" "lvs -a: hidden merging snapshot [s1] (S)"
+expect_eq "$(vg_lvs)" "[s1] Swi-a-s--- lv Owi-a-s---" "lvs -a: merging origin (O), hidden merging snapshot (S)"
 expect_content /dev/vg/lv /tmp/s1.model "origin reads the snapshot's data during the merge"
 expect_wait 60 "the kernel finishes the merge" merge_finished vg-lv
 expect_wait 60 "the background poller removes s1" lv_gone s1
 expect_eq "$(dm_target vg-lv)" "linear" "origin's table is linear again"
-expect_eq "$(vg_lvs)" "lv" "only the origin LV is left"
-expect_eq "$(lvfield lv lv_attr | cut -c1-7)" "-wi-a--" "lvs: plain LV again"
+expect_eq "$(vg_lvs)" "lv -wi-a-----" "lvs -a: only the origin is left, a plain LV again"
 expect_content /dev/vg/lv /tmp/s1.model "origin holds exactly s1's data after the merge"
 cp /tmp/s1.model /tmp/lv.model
 
@@ -130,7 +137,7 @@ out=$(lvconvert --merge -i 1 vg/s2 2>&1)
 expect_eq "$?" 0 "lvconvert --merge -i 1 vg/s2 (foreground, with snapshot keep present)" || diag "$out"
 expect_grep "vg/lv: Merged: 100.00%" "$out" "lvconvert polled the merge to 100%"
 diag "lvconvert --merge -i 1:" "$out"
-expect_eq "$(vg_lvs)" "keep lv" "s2 is gone, keep is left"
+expect_eq "$(vg_lvs)" "keep swi-a-s--- lv owi-a-s---" "lvs -a: s2 is gone, keep is left"
 expect_eq "$(dm_target vg-lv)" "snapshot-origin" "origin's table: snapshot-origin (keep remains)"
 expect_content /dev/vg/lv /tmp/s2.model "origin holds exactly s2's data after the merge" \
 	/dev/vg/keep /tmp/keep.model "keep still holds its own data"
@@ -138,7 +145,7 @@ check lvremove -q -y vg/keep
 expect_eq "$(dm_target vg-lv)" "linear" "origin's table linear after removing keep"
 cp /tmp/s2.model /tmp/lv.model
 
-# --- 2b. merge deferred because the snapshot is open, run by vgchange -ay -----
+# --- 2. merge deferred because the snapshot is open, run by vgchange -ay ------
 check lvcreate -q -y -s -L 16M -n s3 vg/lv || bail "lvcreate -s s3"
 cp /tmp/lv.model /tmp/s3.model
 # shellcheck disable=SC2046
@@ -152,7 +159,7 @@ expect_grep "Merging of snapshot vg/s3 will occur on next activation of vg/lv." 
 	"lvconvert says the merge occurs on the next activation"
 exec 3<&-
 expect_eq "$(dm_target vg-lv)" "snapshot-origin" "deferred: origin still snapshot-origin"
-expect_eq "$(lvfield lv lv_attr | cut -c1)" "O" "deferred: lvs shows the origin as merging"
+expect_eq "$(vg_lvs)" "[s3] Swi-a-s--- lv Owi-a-s---" "deferred: lvs -a shows the merge pending"
 expect_eq "$(lvfield s3 lv_merging)" "merging" "deferred: lv_merging of s3"
 check vgchange -q -an vg
 expect_eq "$(dmsetup ls | grep -c '^vg-')" 0 "vgchange -an removed all vg devices"
@@ -164,7 +171,26 @@ expect_eq "$(dm_target vg-lv)" "linear" "origin's table linear after the activat
 expect_content /dev/vg/lv /tmp/s3.model "origin holds exactly s3's data"
 cp /tmp/s3.model /tmp/lv.model
 
-# --- 3. ext4 on the origin, snapshot mounted read-only ------------------------
+# --- 3. merge deferred because the origin is held open, run by --refresh -----
+check lvcreate -q -y -s -L 16M -n s4 vg/lv || bail "lvcreate -s s4"
+cp /tmp/lv.model /tmp/s4.model
+# shellcheck disable=SC2046
+check_as "write to the snapshot s4" mw /dev/vg/s4 /tmp/s4.model $(random_ranges $LV_BYTES 12 $((512 * 1024)))
+exec 3</dev/vg/lv
+out=$(lvconvert --merge vg/s4 2>&1)
+expect_eq "$?" 0 "lvconvert --merge vg/s4 with the origin held open" || diag "$out"
+expect_grep "Delaying merge since origin is open." "$out" "lvconvert delays the merge (origin open)"
+exec 3<&-
+# With the origin closed, a refresh reloads it as snapshot-merge in place
+# and starts a background poller.
+out=$(lvchange --refresh vg/lv 2>&1)
+expect_eq "$?" 0 "lvchange --refresh vg/lv starts the deferred merge" || diag "$out"
+expect_wait 60 "the merge completes and s4 is removed" lv_gone s4
+expect_eq "$(dm_target vg-lv)" "linear" "origin's table linear after the refresh merge"
+expect_content /dev/vg/lv /tmp/s4.model "origin holds exactly s4's data"
+cp /tmp/s4.model /tmp/lv.model
+
+# --- 4. ext4 on the origin, snapshot mounted read-only ------------------------
 mkdir -p /tmp/mo /tmp/ms /tmp/files
 check lvcreate -q -y -Zn -L 32M -n fs vg || bail "lvcreate fs"
 check mkfs.ext4 -q -F /dev/vg/fs || bail "mkfs.ext4"
@@ -195,8 +221,10 @@ fsfiles() {
 		fi
 	done
 }
-check fsfiles /tmp/ms /tmp/files/a.0 /tmp/files/b.0 /tmp/files/c.0 -
-check fsfiles /tmp/mo /tmp/files/a.1 - /tmp/files/c.0 /tmp/files/d.1
+check_as "snapshot: the files of its time (a, b, c; no d)" \
+	fsfiles /tmp/ms /tmp/files/a.0 /tmp/files/b.0 /tmp/files/c.0 -
+check_as "origin: a rewritten, b deleted, c, d new" \
+	fsfiles /tmp/mo /tmp/files/a.1 - /tmp/files/c.0 /tmp/files/d.1
 # More origin writes while the snapshot is mounted; reread it from the device.
 rand_file /tmp/files/c.2 $((2 * MiB))
 cp /tmp/files/c.2 /tmp/mo/c
@@ -204,10 +232,10 @@ rand_file /tmp/files/e.2 $((4 * MiB))
 cp /tmp/files/e.2 /tmp/mo/e
 sync
 echo 3 >/proc/sys/vm/drop_caches
-check fsfiles /tmp/ms /tmp/files/a.0 /tmp/files/b.0 /tmp/files/c.0 -
-if [[ ! -e /tmp/ms/e ]]; then pass "snapshot: no file e"; else fail "snapshot: no file e"; fi
-check fsfiles /tmp/mo /tmp/files/a.1 - /tmp/files/c.2 /tmp/files/d.1
-check cmp /tmp/files/e.2 /tmp/mo/e
+check_as "snapshot, reread: still the files of its time, no e" \
+	eval 'fsfiles /tmp/ms /tmp/files/a.0 /tmp/files/b.0 /tmp/files/c.0 - && [[ ! -e /tmp/ms/e ]]'
+check_as "origin: c rewritten, e new" \
+	eval 'fsfiles /tmp/mo /tmp/files/a.1 - /tmp/files/c.2 /tmp/files/d.1 && cmp /tmp/files/e.2 /tmp/mo/e'
 check umount /tmp/ms
 # A file written into the snapshot itself (mounted read-write).
 check mount /dev/vg/fsnap /tmp/ms
@@ -216,22 +244,21 @@ cp /tmp/files/s.3 /tmp/ms/s
 check umount /tmp/ms
 fsnap_md5=$(dev_md5 /dev/vg/fsnap)
 
-# --- 2a. merge deferred because the origin is mounted -------------------------
+# --- 5. merge deferred because the origin is mounted, run by activation ------
 out=$(lvconvert --merge vg/fsnap 2>&1)
 expect_eq "$?" 0 "lvconvert --merge vg/fsnap with the origin mounted" || diag "$out"
 diag "lvconvert --merge, origin open:" "$out"
 expect_grep "Delaying merge since origin is open." "$out" "lvconvert delays the merge (origin open)"
 expect_grep "Merging of snapshot vg/fsnap will occur on next activation of vg/fs." "$out" \
 	"lvconvert says the merge occurs on the next activation"
-expect_eq "$(lvfield fs lv_attr | cut -c1-7)" "Owi-aos" "deferred: lvs shows the mounted origin merging"
-expect_eq "$(lvs -a --noheadings -o lv_name,lv_attr vg/fsnap | awk '{print $1, substr($2, 1, 7)}')" \
-	"[fsnap] Swi-a-s" "deferred: fsnap hidden, merging (S)"
+expect_eq "$(vg_lvs)" "[fsnap] Swi-a-s--- fs Owi-aos--- lv -wi-a-----" \
+	"deferred: lvs -a shows the mounted origin (O) and fsnap (S) merging"
 expect_eq "$(dm_target vg-fs)" "snapshot-origin" "deferred: origin still snapshot-origin"
 # The origin works on meanwhile; this write is undone by the merge.
 rand_file /tmp/files/f.4 $((MiB))
 cp /tmp/files/f.4 /tmp/mo/f
 sync
-check cmp /tmp/files/f.4 /tmp/mo/f
+check_as "the origin takes a new file f meanwhile" cmp /tmp/files/f.4 /tmp/mo/f
 check umount /tmp/mo
 check lvchange -q -an vg/fs
 expect_eq "$(dmsetup ls | grep -c '^vg-fs')" 0 "lvchange -an removed fs and its snapshot's devices"
@@ -242,8 +269,8 @@ expect_eq "$?" 0 "lvchange -ay --poll n vg/fs" || diag "$out"
 expect_eq "$(dm_target vg-fs)" "snapshot-merge" "activation loads snapshot-merge directly"
 expect_eq "$(dev_md5 /dev/vg/fs)" "$fsnap_md5" "origin reads the snapshot's data during the merge"
 expect_wait 60 "the kernel finishes the merge" merge_finished vg-fs
-expect_eq "$(lvfield fs lv_attr | cut -c1)" "O" "without polling the origin stays merging in LVM"
-expect_eq "$(lvfield fsnap lv_merging)" "merging" "and fsnap stays, merging"
+expect_eq "$(vg_lvs)" "[fsnap] Swi-a-s--- fs Owi-a-s--- lv -wi-a-----" \
+	"without polling LVM still lists the merge"
 out=$(lvchange --poll y vg/fs 2>&1)
 expect_eq "$?" 0 "lvchange --poll y vg/fs" || diag "$out"
 diag "lvchange --poll y:" "$out"
@@ -252,39 +279,34 @@ expect_eq "$(dm_target vg-fs)" "linear" "origin's table linear after the merge"
 expect_eq "$(dev_md5 /dev/vg/fs)" "$fsnap_md5" "origin holds exactly the snapshot's data"
 check e2fsck -fn /dev/vg/fs
 check mount /dev/vg/fs /tmp/mo
-check fsfiles /tmp/mo /tmp/files/a.0 /tmp/files/b.0 /tmp/files/c.0 -
-check cmp /tmp/files/s.3 /tmp/mo/s
-if [[ ! -e /tmp/mo/e && ! -e /tmp/mo/f ]]; then
-	pass "files written to the origin after the snapshot are gone"
-else
-	fail "files written to the origin after the snapshot are gone"
-fi
+check_as "merged origin: the snapshot's files a, b, c and s; d, e, f gone" \
+	eval 'fsfiles /tmp/mo /tmp/files/a.0 /tmp/files/b.0 /tmp/files/c.0 - &&
+		cmp /tmp/files/s.3 /tmp/mo/s && [[ ! -e /tmp/mo/e && ! -e /tmp/mo/f ]]'
 check umount /tmp/mo
 check lvremove -q -y vg/fs
 
-# --- 4. overflow --------------------------------------------------------------
+# --- 6. overflow --------------------------------------------------------------
 dmesg -C
 check lvcreate -q -y -s -L 4M -n small vg/lv || bail "lvcreate -s small"
 check_as "write 8 MiB to the origin (more than small's 4 MiB COW)" \
 	mw /dev/vg/lv /tmp/lv.model "$((4 * MiB)):$((8 * MiB))"
 expect_eq "$(snap_status vg-small)" "Invalid" "dmsetup status: Invalid"
 expect_kmsg "Invalidating snapshot: Unable to allocate exception." "kernel log says why"
-expect_eq "$(lvfield small lv_attr)" "swi-I-s---" "lvs lv_attr: invalid snapshot (I)"
-expect_eq "$(lvfield small lv_snapshot_invalid)" "snapshotinvalid" "lvs lv_snapshot_invalid"
-expect_eq "$(lvfield small snap_percent)" "100.00" "lvs snap_percent 100.00"
+expect_eq "$(lvfield small lv_attr,lv_snapshot_invalid,snap_percent,data_percent)" \
+	"swi-I-s---|snapshot invalid|100.00|100.00" "lvs: attr I, lv_snapshot_invalid, snap_percent/data_percent 100.00"
 check read_fails /dev/vg/small
 expect_content /dev/vg/lv /tmp/lv.model "origin holds the data written past the overflow"
 check_as "the origin takes more writes" mw /dev/vg/lv /tmp/lv.model "$((20 * MiB)):$((MiB))"
 check lvchange -q -an vg/lv
 check lvchange -q -ay vg/lv
 expect_eq "$(snap_status vg-small)" "Invalid" "still Invalid after reactivation"
-expect_eq "$(lvfield small lv_attr)" "swi-I-s---" "lvs: still invalid after reactivation"
+expect_eq "$(lvfield small lv_attr,lv_snapshot_invalid)" "swi-I-s---|snapshot invalid" "lvs: still invalid after reactivation"
 expect_content /dev/vg/lv /tmp/lv.model "origin data after reactivation"
 check lvremove -q -y vg/small
 expect_eq "$(dm_target vg-lv)" "linear" "origin linear after removing the invalid snapshot"
 expect_content /dev/vg/lv /tmp/lv.model "origin data after lvremove"
 
-# --- 5. dmeventd autoextend ---------------------------------------------------
+# --- 7. dmeventd autoextend ---------------------------------------------------
 check lvcreate -q -y -s -L 8M -n auto vg/lv || bail "lvcreate -s auto"
 cp /tmp/lv.model /tmp/auto.model
 pid=$(cat /run/dmeventd.pid 2>/dev/null)
@@ -303,10 +325,11 @@ expect_eq "$(lvmconfig activation/snapshot_autoextend_threshold activation/snaps
 	"snapshot_autoextend_threshold=70 snapshot_autoextend_percent=50" "lvm.conf: autoextend at 70%, by 50%"
 check_as "write 6 MiB to the origin (fills auto's 8 MiB COW to ~75%)" \
 	mw /dev/vg/lv /tmp/lv.model "$((2 * MiB)):$((6 * MiB))"
-diag "auto: $(lvfield auto lv_size) $(lvfield auto data_percent)%"
-expect_wait 45 "dmeventd extends the snapshot" eval '[[ $(lvfield auto lv_size) != 8.00m ]]'
+diag "auto: $(lvfield auto lv_size,data_percent)"
+auto_grown() { [[ $(lvfield auto lv_size) != 8.00m ]]; }
+expect_wait 45 "dmeventd extends the snapshot" auto_grown
 expect_eq "$(lvfield auto lv_size)" "12.00m" "auto grew by 50% to 12 MiB"
-diag "auto: $(lvfield auto lv_size) $(lvfield auto data_percent)%"
+diag "auto: $(lvfield auto lv_size,data_percent)"
 expect_eq "$(snap_status vg-auto | cut -d' ' -f1 | cut -d/ -f2)" "$((12 * 2048))" \
 	"snapshot status total follows the grown COW"
 expect_content /dev/vg/auto /tmp/auto.model "auto still holds the data of its time" \
