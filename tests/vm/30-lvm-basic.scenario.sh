@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # LVM2 end to end with this module: lvcreate -s (several snapshots, chunk
-# sizes 4k..512k), lvs attributes and percentages, lvextend of a snapshot,
-# vgchange -an/-ay keeping snapshot data, lvremove restoring the origin's
-# plain table.  Data checked by content.
+# sizes 4k..512k), lvs attributes and percentages, lvextend of a snapshot
+# while origin writes continue, vgchange -an/-ay keeping snapshot data,
+# lvremove restoring the origin's plain table.  Data checked by content.
 . "${BASH_SOURCE[0]%/*}/lib.sh"
 . "${BASH_SOURCE[0]%/*}/dmsnap.sh"
 . "${BASH_SOURCE[0]%/*}/cow.sh"
@@ -45,7 +45,20 @@ pct=$(lvfield s4k data_percent)
 expect_eq "$(lvfield s4k snap_percent)" "$pct" "snap_percent equals data_percent"
 
 # lvextend reloads only the -cow device; the snapshot sees the new size.
+# Origin writes go on meanwhile (to chunks s4k already holds, so that its
+# usage can only fall; s64k and s512k copy them).
+head -c $((4 * 1024 * 1024)) /dev/urandom >/tmp/bg.bin
+dd if=/dev/vg/lv of=/tmp/lv.img bs=1M iflag=direct status=none
+dd if=/tmp/bg.bin of=/tmp/lv.img bs=1M seek=3 conv=notrunc status=none
+dd if=/tmp/bg.bin of=/dev/vg/lv bs=64k seek=48 oflag=direct status=none &
+bg=$!
 check lvextend -q -L +8M vg/s4k
+check wait "$bg"
+t3=$(sum /tmp/lv.img)
+expect_eq "$(sum /dev/vg/lv)" "$t3" "origin holds the writes made during lvextend"
+expect_eq "$(sum /dev/vg/s4k)" "$t0" "4k snapshot unchanged by writes during lvextend"
+expect_eq "$(sum /dev/vg/s64k)" "$t1" "64k snapshot unchanged by writes during lvextend"
+expect_eq "$(sum /dev/vg/s512k)" "$t2" "512k snapshot unchanged by writes during lvextend"
 expect_eq "$(lvfield s4k lv_size)" "24.00m" "lvextend: new size"
 total=$(dmsetup status vg-s4k | awk '{split($4, a, "/"); print a[2]}')
 expect_eq "$total" "$((24 * 2048))" "snapshot status total follows the grown COW"
