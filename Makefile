@@ -38,7 +38,7 @@ DEPMOD ?= depmod
 version := $(shell sed -n 's/^MODULE_VERSION("\(.*\)");$$/\1/p' $(src)/dm-snap.c)
 DKMS_SRC ?= /usr/src/dm-snapshot-cxx-$(version)
 # What a DKMS build needs, and nothing else (no build products, no tests).
-dkms_files = Kbuild Makefile dkms.conf LICENSE scripts/kernel-release \
+dkms_files = Kbuild cxx.mk Makefile dkms.conf LICENSE scripts/kernel-release \
 	$(notdir $(wildcard $(src)/*.c $(src)/*.h)) snapcore/objects.mk \
 	$(patsubst $(src)/%,%,$(wildcard $(src)/snapcore/*.cpp $(src)/snapcore/*.hpp \
 		$(src)/snapcore/ktl/*.hpp))

@@ -155,6 +155,39 @@ void dms_services_exit(void)
 }
 
 /* ---------------------------------------------------------------- */
+/* Devices                                                           */
+/* ---------------------------------------------------------------- */
+
+/*
+ * A held device, whoever opened it: dm_get_device() for the targets, the
+ * KUnit module for its test devices.
+ */
+static inline struct block_device *dms_bdev(struct dms_dev *dev)
+{
+	return ((struct dm_dev *)dev)->bdev;
+}
+
+dms_devt_t dms_dev_devt(struct dms_dev *dev)
+{
+	return dms_bdev(dev)->bd_dev;
+}
+
+const char *dms_dev_name(struct dms_dev *dev)
+{
+	return ((struct dm_dev *)dev)->name;
+}
+
+unsigned int dms_dev_logical_block_size(struct dms_dev *dev)
+{
+	return bdev_logical_block_size(dms_bdev(dev));
+}
+
+dms_sector_t dms_dev_size(struct dms_dev *dev)
+{
+	return bdev_nr_sectors(dms_bdev(dev));
+}
+
+/* ---------------------------------------------------------------- */
 /* dm-io                                                             */
 /* ---------------------------------------------------------------- */
 
@@ -184,7 +217,7 @@ int dms_dev_io_sync(struct dms_dev *dev, unsigned int flags, dms_sector_t sector
 		    dms_sector_t count, void *buf)
 {
 	struct dm_io_region where = {
-		.bdev = ((struct dm_dev *)dev)->bdev,
+		.bdev = dms_bdev(dev),
 		.sector = sector,
 		.count = count,
 	};
@@ -196,7 +229,7 @@ int dms_dev_io_sync(struct dms_dev *dev, unsigned int flags, dms_sector_t sector
 
 int dms_dev_flush(struct dms_dev *dev)
 {
-	return blkdev_issue_flush(((struct dm_dev *)dev)->bdev);
+	return blkdev_issue_flush(dms_bdev(dev));
 }
 
 struct dms_async_io {
@@ -235,7 +268,7 @@ int dms_dev_io_async(struct dms_dev *dev, unsigned int flags, dms_sector_t secto
 		     dms_sector_t count, void *buf, dms_io_done_fn fn, void *ctx)
 {
 	struct dm_io_region where = {
-		.bdev = ((struct dm_dev *)dev)->bdev,
+		.bdev = dms_bdev(dev),
 		.sector = sector,
 		.count = count,
 	};
@@ -286,7 +319,7 @@ void dms_copy(struct dms_dev *src, dms_sector_t src_sector, dms_sector_t count,
 	      dms_copy_done_fn fn, void *ctx)
 {
 	struct dm_io_region from = {
-		.bdev = ((struct dm_dev *)src)->bdev,
+		.bdev = dms_bdev(src),
 		.sector = src_sector,
 		.count = count,
 	};
@@ -315,7 +348,7 @@ void dms_copy(struct dms_dev *src, dms_sector_t src_sector, dms_sector_t count,
 	}
 
 	for (i = 0; i < ndest; i++) {
-		to[i].bdev = ((struct dm_dev *)dests[i].dev)->bdev;
+		to[i].bdev = dms_bdev(dests[i].dev);
 		to[i].sector = dests[i].sector;
 		to[i].count = count;
 	}
@@ -326,7 +359,7 @@ void dms_zero(struct dms_dev *dev, dms_sector_t sector, dms_sector_t count,
 	      dms_copy_done_fn fn, void *ctx)
 {
 	struct dm_io_region dest = {
-		.bdev = ((struct dm_dev *)dev)->bdev,
+		.bdev = dms_bdev(dev),
 		.sector = sector,
 		.count = count,
 	};

@@ -5,7 +5,8 @@
  *
  * The constructors, status lines and every policy live in the C++ core
  * (snapcore/); this file turns dm_target callbacks into dmscore_* calls and
- * implements the dms_* device, bio and table services the core uses.
+ * implements the dms_* target, bio and table services the core uses (the
+ * rest are in dm-exception-store.c).
  * Kernel-version differences (6.1 and 6.12) are confined here and in
  * dm-exception-store.c.
  */
@@ -32,7 +33,7 @@ module_param_named(snapshot_cow_threshold, cow_threshold, uint, 0644);
 MODULE_PARM_DESC(snapshot_cow_threshold, "Maximum number of chunks being copied on write");
 
 /* ---------------------------------------------------------------- */
-/* Device services                                                   */
+/* Target and table services                                         */
 /* ---------------------------------------------------------------- */
 
 static inline struct dm_target *to_ti(struct dms_target *t)
@@ -112,26 +113,6 @@ dms_devt_t dms_lookup_devt(const char *path)
 #else
 	return dm_get_dev_t(path);
 #endif
-}
-
-dms_devt_t dms_dev_devt(struct dms_dev *dev)
-{
-	return to_dev(dev)->bdev->bd_dev;
-}
-
-const char *dms_dev_name(struct dms_dev *dev)
-{
-	return to_dev(dev)->name;
-}
-
-unsigned int dms_dev_logical_block_size(struct dms_dev *dev)
-{
-	return bdev_logical_block_size(to_dev(dev)->bdev);
-}
-
-dms_sector_t dms_dev_size(struct dms_dev *dev)
-{
-	return bdev_nr_sectors(to_dev(dev)->bdev);
 }
 
 void dms_target_event(struct dms_target *ti)
