@@ -43,7 +43,8 @@ Origin::~Origin()
 
 void Origin::resume()
 {
-	split_sectors_.store(OriginRegistry::get().min_chunk_sectors(devt_));
+	const ktl::u32 min_chunk = OriginRegistry::get().min_chunk_sectors(devt_);
+	split_sectors_.store(min_chunk ? ktl::max(min_chunk, OriginRegistry::kMaxRunSectors) : 0);
 }
 
 int Origin::map(dms_bio* bio)
@@ -54,9 +55,11 @@ int Origin::map(dms_bio* bio)
 	dms_bio_remap(bio, dev_, info.sector);
 	if ((info.flags & DMS_BIO_FLUSH) || !(info.flags & DMS_BIO_WRITE))
 		return DMS_MAP_REMAPPED;
-	// One chunk of every snapshot per write, as in-tree: copies stay
-	// chunk-sized.  (Correctness does not depend on it: origin_write
-	// handles writes that span chunks of a snapshot added since resume.)
+	// Writes are split at 1 MiB (or chunk, if bigger) boundaries: a
+	// write's copies are then at most one run per snapshot, as big as a
+	// copy job gets.  (In-tree splits at the smallest chunk size: one
+	// copy job per chunk.  Correctness depends on neither: origin_write
+	// handles any span.)
 	const ktl::u32 split = split_sectors_.load();
 	if (split) {
 		const ktl::u32 room = split - static_cast<ktl::u32>(info.sector & (split - 1));

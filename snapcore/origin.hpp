@@ -24,8 +24,9 @@ public:
 	dms_dev* dev() const { return dev_; }
 
 	int map(dms_bio* bio);
-	// Snapshots may have come or gone while suspended: the split size is
-	// the smallest chunk size among the device's snapshots now.
+	// Snapshots may have come or gone while suspended: the split size
+	// follows the largest copy job or the smallest chunk size among the
+	// device's snapshots now, whichever is bigger.
 	void resume();
 
 private:

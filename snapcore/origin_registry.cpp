@@ -158,33 +158,60 @@ bool OriginRegistry::prepare_extent(dms_devt_t devt, ktl::u64 sector, ktl::u64 s
 
 bool OriginRegistry::make_copies(dms_devt_t devt, ktl::u64 sector, ktl::u64 sectors, PerBio* pb)
 {
-	// New pending exceptions, grouped into copy jobs: the snapshots with
-	// the same chunk size share one read of the origin chunk.
+	// New pending exceptions become copy jobs in two steps.  Within one
+	// snapshot, consecutive origin chunks that got consecutive COW chunks
+	// form a run: one copy, however many chunks (the in-tree driver copies
+	// chunk by chunk).  Across snapshots, runs of the same origin sectors
+	// (whatever the chunk sizes) form one job: the origin is read once
+	// and written to every COW device.
 	Pending* leaders[DMS_COPY_MAX_DESTS * 4];
 	unsigned int nleaders = 0;
 	PerBio* waiting = pb;	// the bio waits on the first copy found
 	bool busy = false;
+	Pending* run = nullptr;		// the run being built
+	Pending* run_tail = nullptr;
 
 	auto start_all = [&]() {
 		for (unsigned int i = 0; i < nleaders; i++)
 			Snapshot::start_copy(leaders[i]);
 		nleaders = 0;
 	};
-	auto add_to_job = [&](Pending* pe) {
+	// A run as the origin sectors it copies.
+	auto first_sector = [](const Pending* p) { return p->old_chunk << p->snap->chunk_shift(); };
+	auto run_sectors = [](const Pending* p) {
+		return static_cast<ktl::u64>(p->run_len) << p->snap->chunk_shift();
+	};
+	auto add_to_job = [&](Pending* head) {
 		for (unsigned int i = 0; i < nleaders; i++) {
 			Pending* l = leaders[i];
-			if (l->old_chunk == pe->old_chunk &&
-			    l->snap->chunk_sectors() == pe->snap->chunk_sectors() &&
+			if (first_sector(l) == first_sector(head) && run_sectors(l) == run_sectors(head) &&
 			    l->job_count < DMS_COPY_MAX_DESTS) {
-				l->job_members[l->job_count++] = pe;
+				l->job_members[l->job_count++] = head;
 				return;
 			}
 		}
 		if (nleaders == sizeof(leaders) / sizeof(leaders[0]))
 			start_all();
-		pe->job_members[0] = pe;
-		pe->job_count = 1;
-		leaders[nleaders++] = pe;
+		head->job_members[0] = head;
+		head->job_count = 1;
+		leaders[nleaders++] = head;
+	};
+	auto end_run = [&]() {
+		if (run)
+			add_to_job(run);
+		run = run_tail = nullptr;
+	};
+	auto add_to_run = [&](Pending* pe) {
+		if (run && run_tail->snap == pe->snap && pe->old_chunk == run_tail->old_chunk + 1 &&
+		    pe->new_chunk == run_tail->new_chunk + 1 && run->run_len < kMaxRunChunks &&
+		    (static_cast<ktl::u64>(run->run_len) << pe->snap->chunk_shift()) < kMaxRunSectors) {
+			run_tail->run_next = pe;
+			run_tail = pe;
+			run->run_len++;
+			return;
+		}
+		end_run();
+		run = run_tail = pe;
 	};
 
 	{
@@ -207,9 +234,7 @@ bool OriginRegistry::make_copies(dms_devt_t devt, ktl::u64 sector, ktl::u64 sect
 				busy = true;
 				continue;
 			}
-			// The origin target splits writes at the smallest chunk
-			// size it knew at resume; a snapshot added since may have
-			// a smaller one, so walk every chunk the write touches.
+			// Every chunk of this snapshot the write touches.
 			const ktl::u64 end = ktl::min(sector + sectors, s->len());
 			const ktl::u64 first = sector >> s->chunk_shift();
 			const ktl::u64 last = (end - 1) >> s->chunk_shift();
@@ -225,10 +250,11 @@ bool OriginRegistry::make_copies(dms_devt_t devt, ktl::u64 sector, ktl::u64 sect
 				case Snapshot::OriginChunk::kNew:
 					waiting = nullptr;
 					busy = true;
-					add_to_job(pe);
+					add_to_run(pe);
 					break;
 				}
 			}
+			end_run();
 		}
 	}
 	start_all();

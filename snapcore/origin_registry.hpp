@@ -67,6 +67,13 @@ public:
 	void merge_started() { merges_running_.fetch_add(1); }
 	void merge_stopped() { merges_running_.fetch_sub(1); }
 
+	// Bounds of one run (one copy job): memory held by a job's pending
+	// exceptions, and the latency of the first write waiting on it.  The
+	// origin target splits writes at kMaxRunSectors boundaries (or chunk
+	// boundaries, for bigger chunks).
+	static constexpr unsigned int kMaxRunChunks = 256;
+	static constexpr ktl::u32 kMaxRunSectors = 2048;	// 1 MiB
+
 private:
 	// The copy-on-write step for sectors [sector, sector + sectors) of
 	// devt: true if copies are in flight; pb, if given, then waits on one

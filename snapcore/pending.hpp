@@ -27,8 +27,16 @@ struct Pending {
 	// Protected by the snapshot's commit lock.
 	Pending* done_next;	// completed copies waiting to commit, by seq
 
-	// Copy job, on its leader only: the origin chunk is read once and
-	// written to the COW device of every member (same chunk size).
+	// A run: consecutive origin chunks of one snapshot whose COW chunks
+	// are consecutive too, copied by one job.  On the run's first pending
+	// exception: its length; every member links to the next one.
+	unsigned int run_len;
+	Pending* run_next;
+
+	// Copy job, on its leader only: the origin sectors of the leader's
+	// run are read once and written to the COW device of every member
+	// (the first pending exception of a run covering the same sectors, in
+	// any snapshot of the origin).
 	Pending* job_members[DMS_COPY_MAX_DESTS];
 	unsigned int job_count;
 };

@@ -127,7 +127,8 @@ private:
 	}
 
 	// Commit side.
-	void pending_copied(Pending* pe);
+	// A copied run (first and its run_next chain), error 0 or -errno.
+	void pending_copied(Pending* first, int error);
 	static void commit_work(void* ctx);
 	void commit_ready();
 	void complete_pending(Pending* pe, bool ok);

@@ -9,16 +9,19 @@
 // a snapshot write covering the whole chunk) is in flight.
 //
 // Origin writes (OriginRegistry::origin_write).  The origin target splits
-// writes at the smallest chunk size among the origin's snapshots, so each
-// write touches one chunk of every snapshot.  For every active, valid
-// snapshot of the device that has no exception for that chunk, a pending
-// exception is created; pending exceptions of snapshots with the same chunk
-// size form one copy job, so the origin chunk is read once and written to
-// all their COW devices (the in-tree driver reads it once per snapshot).
-// The write waits on one pending exception (any: when it completes, the
-// write is simply re-run, and waits on another if one is still in flight),
-// and goes to the origin only when every snapshot holds its copy.
-//
+// writes at 1 MiB boundaries (or at the chunk size, if bigger).  For every
+// active, valid snapshot of the device, each chunk the write touches that
+// has no exception gets a pending exception.  Consecutive chunks whose COW
+// chunks are consecutive too (the allocator hands them out in order) form
+// a *run*, copied by one kcopyd job however many chunks it has; runs of
+// different snapshots covering the same origin sectors share the job, so
+// the origin is read once and written to all their COW devices.  The
+// in-tree driver splits writes at the smallest chunk size and makes one
+// copy job per chunk and per snapshot.  The write waits on one pending
+// exception (any: when it completes, the write is simply re-run, and waits
+// on another if one is still in flight), and goes to the origin only when
+// every snapshot holds its copy.
+
 // Snapshot I/O (Snapshot::map).  dm splits it at the chunk size.  A chunk
 // with an exception is read and written on the COW device.  A write to a
 // chunk without one gets a pending exception: a write covering the whole
@@ -98,6 +101,7 @@ Pending* Snapshot::new_pending(u64 old_chunk)
 	new (pe) Pending();
 	pe->snap = this;
 	pe->old_chunk = old_chunk;
+	pe->run_len = 1;
 	return pe;
 }
 
@@ -446,7 +450,8 @@ void Snapshot::start_copy(Pending* leader)
 	const u64 origin_size = dms_dev_size(s->origin_);
 	// The last chunk of an origin whose size is not a chunk multiple is
 	// copied as far as the origin goes.
-	const u64 count = src < origin_size ? ktl::min<u64>(s->chunk_sectors_, origin_size - src) : 0;
+	const u64 run = static_cast<u64>(leader->run_len) << s->chunk_shift_;
+	const u64 count = src < origin_size ? ktl::min<u64>(run, origin_size - src) : 0;
 	dms_copy_dest dests[DMS_COPY_MAX_DESTS];
 	for (unsigned int i = 0; i < leader->job_count; i++) {
 		Pending* pe = leader->job_members[i];
@@ -462,45 +467,49 @@ void Snapshot::start_copy(Pending* leader)
 void Snapshot::copy_done(void* ctx, int read_error, unsigned long write_error_mask)
 {
 	auto* leader = static_cast<Pending*>(ctx);
-	// Members are handed on one by one: the leader may be completed (and
-	// freed) by its snapshot's commit worker as soon as it is handed on.
+	// Pending exceptions are handed on one by one, and each may be
+	// completed (and freed) by its snapshot's commit worker as soon as
+	// it is: read what is needed first.
 	const unsigned int n = leader->job_count;
 	Pending* members[DMS_COPY_MAX_DESTS];
 	for (unsigned int i = 0; i < n; i++)
 		members[i] = leader->job_members[i];
 	for (unsigned int i = 0; i < n; i++) {
-		if (read_error || (write_error_mask & (1ul << i)))
-			members[i]->error = -DMS_EIO;
-		members[i]->snap->pending_copied(members[i]);
+		const int error = read_error || (write_error_mask & (1ul << i)) ? -DMS_EIO : 0;
+		members[i]->snap->pending_copied(members[i], error);
 	}
 }
 
 void Snapshot::full_write_done(void* ctx, int error)
 {
 	auto* pe = static_cast<Pending*>(ctx);
-	if (error)
-		pe->error = error;
-	pe->snap->pending_copied(pe);
+	pe->snap->pending_copied(pe, error);
 }
 
 // ---------------------------------------------------------------------------
 // Commit
 
-void Snapshot::pending_copied(Pending* pe)
+void Snapshot::pending_copied(Pending* first, int error)
 {
-	{
-		// Keep done_ sorted by seq; arrivals are nearly in order, so
-		// the walk is short.
-		ktl::SpinGuard g(commit_lock_);
-		Pending** p = &done_;
+	// A whole run at once (its members have consecutive sequence
+	// numbers), so that the worker commits it in one batch.  Keep done_
+	// sorted by seq; arrivals are nearly in order, so the walk is short.
+	ktl::SpinGuard g(commit_lock_);
+	Pending** p = &done_;
+	for (Pending* pe = first; pe;) {
+		Pending* next = pe->run_next;
+		if (error)
+			pe->error = error;
 		while (*p && (*p)->seq < pe->seq)
 			p = &(*p)->done_next;
 		pe->done_next = *p;
 		*p = pe;
-		// Queued under the lock: once it is dropped, the worker may
-		// commit this pending and the snapshot may be destroyed.
-		dms_work_queue(commit_work_);
+		p = &pe->done_next;
+		pe = next;
 	}
+	// Queued under the lock: once it is dropped, the worker may commit
+	// these and the snapshot may be destroyed.
+	dms_work_queue(commit_work_);
 }
 
 void Snapshot::commit_work(void* ctx)
