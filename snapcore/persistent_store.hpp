@@ -12,6 +12,7 @@
 #pragma once
 
 #include "area_layout.hpp"
+#include "area_reader.hpp"
 #include "dm-snap.h"
 #include "ktl/lock.hpp"
 #include "ktl/new.hpp"
@@ -158,23 +159,29 @@ int PersistentStore::load(AddFn&& add, const char** error)
 	const u64 cow_chunks = layout_.chunks_in(dms_dev_size(cow_));
 	const u32 per_area = layout_.exceptions_per_area();
 	u64 next_free = layout_.first_data_chunk();
+	AreaReader reader(cow_, layout_, cow_chunks);
+	if (int r = reader.init()) {
+		*error = errors::kMetadataNoMemory;
+		return r;
+	}
 	for (u64 area = 0;; area++) {
 		const u64 where = layout_.area_location(area);
 		if (where >= cow_chunks) {
 			*error = errors::kMetadataAreaPastEnd;
 			return -DMS_EINVAL;
 		}
-		if (int r = chunk_io(where, area_, DMS_IO_READ)) {
+		const u8* buf;
+		if (int r = reader.get(area, &buf)) {
 			*error = errors::kMetadataRead;
 			return r;
 		}
 		u32 used;
-		if (const char* err = scan_area(area_, cow_chunks, &used)) {
+		if (const char* err = scan_area(buf, cow_chunks, &used)) {
 			*error = err;
 			return -DMS_EINVAL;
 		}
 		for (u32 i = 0; i < used; i++) {
-			const disk::Exception e = disk::decode_exception(area_, i);
+			const disk::Exception e = disk::decode_exception(buf, i);
 			if (e.new_chunk >= next_free)
 				next_free = e.new_chunk + 1;
 			if (int r = add(e.old_chunk, e.new_chunk)) {
@@ -185,6 +192,8 @@ int PersistentStore::load(AddFn&& add, const char** error)
 		if (used < per_area) {
 			// A partly used area is the last one: new exceptions
 			// go into it after the entries already there.
+			for (u64 b = 0; b < layout_.chunk_bytes(); b++)
+				area_[b] = buf[b];
 			current_area_.store(area);
 			current_committed_ = used;
 			break;
