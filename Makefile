@@ -7,6 +7,9 @@
 #   make unit         host build of the C++ core and its unit tests (CMake)
 #   make check        every test suite, ending with "N passed, N failed"
 #   make demo         boot a VM and show the module at work
+#   make bench        benchmark against the in-tree dm-snapshot in one VM boot
+#                     (build/bench/<time>/: table, CSV, chart); BENCH_ROUNDS=,
+#                     BENCH_SMOKE=1 (1 round, tiny sizes), see scripts/bench
 #   make install      build, install into /lib/modules/<release>/updates/ (which
 #                     depmod prefers to kernel/), run depmod; INSTALL_MOD_PATH=
 #                     stages under another root (depmod -b), DEPMOD=: skips depmod
@@ -43,7 +46,7 @@ dkms_files = Kbuild cxx.mk Makefile dkms.conf LICENSE scripts/kernel-release \
 	$(patsubst $(src)/%,%,$(wildcard $(src)/snapcore/*.cpp $(src)/snapcore/*.hpp \
 		$(src)/snapcore/ktl/*.hpp))
 
-.PHONY: all module install dkms-src clean unit check demo
+.PHONY: all module install dkms-src clean unit check demo bench
 
 all: module
 
@@ -77,6 +80,9 @@ check:
 demo:
 	ko=$$($(src)/scripts/build-module $(KVER) | tail -n1) && \
 	DMSNAP_KO=$$ko VM_PASS_ENV=DMSNAP_KO $(src)/scripts/vm-run --kernel $(KVER) -- $(src)/scripts/demo-guest
+
+bench:
+	$(src)/scripts/bench --kernel $(KVER) $(if $(filter 1,$(BENCH_SMOKE)),--smoke)
 
 clean:
 	@for d in /lib/modules/*/build; do \
