@@ -131,7 +131,8 @@ private:
 	void pending_copied(Pending* first, int error);
 	static void commit_work(void* ctx);
 	void commit_ready();
-	void complete_pending(Pending* pe, bool ok);
+	// Ends pe's wait; the origin writes it held go onto *retry.
+	void complete_pending(Pending* pe, bool ok, BioList* retry);
 
 	void invalidate(int err);
 	// Holds an origin write until the invalid header is durable; false

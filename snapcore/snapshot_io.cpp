@@ -552,18 +552,23 @@ void Snapshot::commit_ready()
 			if (r)
 				invalidate(r);
 		}
+		// Origin writes are re-run once the whole batch is in the
+		// table: a write waiting on one chunk of a run would otherwise
+		// be re-run for every chunk of it, walking the run each time.
 		const bool ok = valid_.load();
+		BioList retry;
 		while (batch) {
 			Pending* pe = batch;
 			batch = pe->done_next;
-			complete_pending(pe, ok && !pe->error);
+			complete_pending(pe, ok && !pe->error, &retry);
 		}
+		retry_origin_writes(retry);
 		committed_seq_.store(next_commit_seq_);
 		dms_waiter_wake(waiter_);
 	}
 }
 
-void Snapshot::complete_pending(Pending* pe, bool ok)
+void Snapshot::complete_pending(Pending* pe, bool ok, BioList* retry)
 {
 	ExceptionTable::Stripe& st = table_.stripe(pe->old_chunk);
 
@@ -605,7 +610,8 @@ void Snapshot::complete_pending(Pending* pe, bool ok)
 	}
 	if (pe->full_bio)
 		dms_bio_endio(pe->full_bio, ok ? 0 : -DMS_EIO);
-	retry_origin_writes(origin_bios);
+	while (PerBio* pb = origin_bios.pop())
+		retry->push(pb);
 
 	dms_free(pe);
 	in_flight_.fetch_sub(1);

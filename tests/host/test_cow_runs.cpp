@@ -6,6 +6,7 @@
 // the 1 MiB bound.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <vector>
 
 #include "cow_helpers.hpp"
@@ -140,4 +141,22 @@ TEST_F(CowRunTest, ACopyErrorInARunInvalidatesAndTheWriteGoesOn)
 	EXPECT_EQ(info(snap), "Invalid");
 	EXPECT_EQ(origin->read(0, 256), fresh);
 	EXPECT_EQ(read_header(*cow).valid, 0u);
+}
+
+// A write waiting on a run is re-run once, when the whole run is committed,
+// not once per chunk (each re-run walks every chunk of the write): the
+// stripe-lock count grows linearly with the run, not with its square.
+TEST_F(CowRunTest, AWriteWaitingOnARunIsReRunOnce)
+{
+	auto snap = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");
+	auto o = origin_target();
+	std::atomic<unsigned long> stripe_locks{0};
+	kernel.set_spin_lock_hook([&](unsigned int lock_class) {
+		if (lock_class == DMS_LOCK_STRIPE)
+			stripe_locks++;
+	});
+	ASSERT_EQ(write_origin_sync(o, 0, pattern(2, 0, 2048)), 0);	// 256 chunks
+	kernel.set_spin_lock_hook(nullptr);
+	EXPECT_LT(stripe_locks.load(), 256u * 8) << "re-run per chunk";
+	EXPECT_EQ(read_snapshot(snap, 0, 2048), old(0, 2048));
 }
