@@ -105,6 +105,55 @@ int ExceptionTable::insert(ktl::u64 old, ktl::u64 new_chunk, bool noio)
 	}
 }
 
+void ExceptionTable::compact()
+{
+	for (unsigned i = 0; i < kStripes; i++)
+		compact_stripe(stripes_[i]);
+}
+
+void ExceptionTable::compact_stripe(Stripe& s)
+{
+	for (;;) {
+		ChunkMap::CompactPlan plan;
+		{
+			ktl::SpinGuard g(s.lock);
+			plan = s.complete.compact_plan();
+		}
+		if (!plan.sorted)
+			return;
+		auto* sorted = static_cast<ktl::u64*>(dms_zalloc(plan.sorted * sizeof(ktl::u64)));
+		ChunkMap::Single* singles = nullptr;
+		if (plan.single_capacity)
+			singles = static_cast<ChunkMap::Single*>(
+				dms_zalloc(plan.single_capacity * sizeof(*singles)));
+		if (!sorted || (plan.single_capacity && !singles)) {
+			dms_free(sorted);
+			dms_free(singles);
+			return;
+		}
+		// Recheck under the lock: the map may have changed meanwhile
+		// (not at activation, but the plan must match what compact()
+		// finds).
+		ktl::u64* unused_sorted = sorted;
+		ChunkMap::Single* unused_singles = singles;
+		ChunkMap::Block* unused_blocks = nullptr;
+		bool done = false;
+		{
+			ktl::SpinGuard g(s.lock);
+			if (s.complete.compact_plan() == plan) {
+				s.complete.compact(sorted, plan, singles, &unused_sorted,
+						   &unused_singles, &unused_blocks);
+				done = true;
+			}
+		}
+		dms_free(unused_sorted);
+		dms_free(unused_singles);
+		dms_free(unused_blocks);
+		if (done)
+			return;
+	}
+}
+
 Pending* ExceptionTable::find_pending_locked(Stripe& s, ktl::u64 old)
 {
 	for (Pending* pe = s.pending; pe; pe = pe->stripe_next)

@@ -63,6 +63,13 @@ public:
 	// lock.  False if there is none.
 	bool erase(ktl::u64 old);
 
+	// Packs each stripe's scattered exceptions into its sorted array
+	// (chunk_map.hpp), once activation has loaded the exceptions on disk:
+	// from then on those are only erased.  Takes the stripe locks, and
+	// allocates outside them.  Only saves memory, so it cannot fail: a
+	// stripe whose arrays cannot be allocated keeps its singles.
+	void compact();
+
 	static ktl::u64 lookup_locked(Stripe& s, ktl::u64 old) { return s.complete.lookup(old); }
 	static Pending* find_pending_locked(Stripe& s, ktl::u64 old);
 	static void add_pending_locked(Stripe& s, Pending* pe);
@@ -76,6 +83,8 @@ public:
 	ktl::size_t memory_bytes();
 
 private:
+	static void compact_stripe(Stripe& s);
+
 	// By 64-chunk block, so that a run of consecutive exceptions lands
 	// in one ChunkMap and packs into its blocks.
 	static unsigned stripe_index(ktl::u64 chunk)

@@ -35,6 +35,17 @@ public:
 			cap *= 2;
 		return cap;
 	}
+	// The smallest capacity that holds n entries (0 for none): what a
+	// table shrunk to n entries needs.
+	static size_t capacity_for(size_t n)
+	{
+		if (!n)
+			return 0;
+		size_t cap = kMinCapacity;
+		while (!fits(n, cap))
+			cap *= 2;
+		return cap;
+	}
 
 	Entry* find(u64 key) const
 	{
@@ -80,13 +91,22 @@ public:
 	// the old array for the caller to free.
 	Entry* rehash_into(Entry* slots, size_t cap)
 	{
+		return rehash_into(slots, cap, [](const Entry&) { return true; });
+	}
+
+	// The same keeping only the entries keep(entry) accepts, which `cap`
+	// must hold; a null `slots` with cap 0 empties the table (keep must
+	// then accept nothing).
+	template <typename Keep>
+	Entry* rehash_into(Entry* slots, size_t cap, Keep&& keep)
+	{
 		Entry* old = slots_;
 		const size_t old_cap = cap_;
 		slots_ = slots;
 		cap_ = cap;
 		used_ = 0;
 		for (size_t i = 0; i < old_cap; i++)
-			if (old[i].key)
+			if (old[i].key && keep(old[i]))
 				*put(old[i].key) = old[i];
 		return old;
 	}

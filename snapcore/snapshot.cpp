@@ -162,6 +162,10 @@ int Snapshot::load_store(const StoreOpenParams& params, const char** error)
 		*error = errors::kMetadataDuplicate;
 	if (r)
 		return r;
+	// Every exception on disk is loaded, and from now on these are only
+	// erased (merge); new ones go elsewhere.  Pack the scattered ones into
+	// sorted arrays (chunk_map.hpp): 8 bytes each instead of 21-43.
+	table_.compact();
 	valid_.store(pstore_->valid());
 	// Invalid on disk already: no header write to wait for, so origin
 	// writes must not park (nothing would ever release them).

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 // ChunkMap against a std::map model: random, sequential and mixed
-// patterns, growth, erase, and the memory it takes for each pattern.
+// patterns, growth, erase, compaction into the sorted array, and the memory
+// it takes for each pattern.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -9,6 +10,7 @@
 
 #include "chunk_map.hpp"
 #include "dm-snap.h"
+#include "kernel_test.hpp"
 
 namespace {
 
@@ -49,8 +51,36 @@ void expect_same(const ChunkMap& m, const std::map<u64, u64>& model, u64 probe_l
 		}
 	}
 	std::map<u64, u64> seen;
-	m.for_each([&](u64 o, u64 n) { seen[o] = n; });
+	size_t visits = 0;
+	m.for_each([&](u64 o, u64 n) {
+		seen[o] = n;
+		visits++;
+	});
 	ASSERT_EQ(seen, model);
+	ASSERT_EQ(visits, model.size()) << "an exception visited twice";
+}
+
+// Compacts the map as ExceptionTable::compact() does (single-threaded
+// here); false if it had nothing to do.
+bool compact(ChunkMap& m)
+{
+	const ChunkMap::CompactPlan plan = m.compact_plan();
+	if (!plan.sorted)
+		return false;
+	auto* sorted = static_cast<u64*>(dms_zalloc(plan.sorted * sizeof(u64)));
+	auto* singles = plan.single_capacity ? static_cast<ChunkMap::Single*>(dms_zalloc(
+						       plan.single_capacity * sizeof(ChunkMap::Single)))
+					     : nullptr;
+	EXPECT_TRUE(sorted);
+	EXPECT_TRUE(!plan.single_capacity || singles);
+	u64* os;
+	ChunkMap::Single* oss;
+	ChunkMap::Block* ob;
+	m.compact(sorted, plan, singles, &os, &oss, &ob);
+	dms_free(os);
+	dms_free(oss);
+	dms_free(ob);
+	return true;
 }
 
 TEST(ChunkMap, EmptyFindsNothing)
@@ -176,6 +206,164 @@ TEST(ChunkMap, HugeChunkNumbers)
 	EXPECT_EQ(m.lookup(big + 1), big + 2);
 	EXPECT_EQ(m.lookup(0), big);
 	EXPECT_EQ(m.lookup(1), ChunkMap::kNone);
+}
+
+// Activation: exceptions loaded from disk, random origin chunks with COW
+// chunks allocated in order, then compacted into the sorted array.
+class ChunkMapCompact : public KernelTest {};
+
+TEST_F(ChunkMapCompact, ScatteredExceptionsMoveToTheSortedArray)
+{
+	ChunkMap m;
+	std::map<u64, u64> model;
+	std::mt19937_64 rng(11);
+	u64 cow = 2;
+	// Runs of 64 (blocks), scattered chunks below 2^32 (sorted after
+	// compact), and ones wider than 32 bits on either side (singles).
+	for (u64 run = 0; run < 20; run++) {
+		const u64 start = (1000 + run * 3) * 64;
+		for (u64 j = 0; j < 64; j++) {
+			insert(m, start + j, cow + j);
+			model[start + j] = cow + j;
+		}
+		cow += 64;
+	}
+	size_t wide = 0;
+	while (model.size() < 20 * 64 + 6000) {
+		const u64 r = rng();
+		u64 old = r % (1ull << 32);
+		u64 nw = cow++;
+		if (r % 10 == 0) {
+			old = (1ull << 32) + r % (1ull << 40);	// origin past 2^32
+		} else if (r % 10 == 1) {
+			nw = 0xffffffffull + cow;	// COW chunk past 32 bits
+		}
+		if (model.count(old))
+			continue;
+		const bool block_neighbour = m.lookup(old - 1) == nw - 1 || m.lookup(old + 1) == nw + 1;
+		if (block_neighbour)
+			continue;
+		insert(m, old, nw);
+		model[old] = nw;
+		if (old >> 32 || nw >= 0xffffffffull)
+			wide++;
+	}
+	// The edges of what fits.
+	for (auto [o, n] : {std::pair<u64, u64>{0xffffffffull, 0xfffffffeull},
+			    {0xfffffff0ull, 0xffffffffull},
+			    {1ull << 32, 5},
+			    {0, 0}}) {
+		insert(m, o, n);
+		model[o] = n;
+	}
+	wide += 2;
+	const size_t block_cap = m.block_capacity();
+	expect_same(m, model, 3000);
+
+	ASSERT_TRUE(compact(m));
+	expect_same(m, model, 3000);
+	EXPECT_EQ(m.block_capacity(), block_cap) << "blocks are left as they were";
+	EXPECT_EQ(m.single_capacity(), snapcore::ProbeTable<ChunkMap::Single>::capacity_for(wide));
+	// Blocks, sorted entries and the remaining singles, nothing more.
+	EXPECT_EQ(m.memory_bytes(), block_cap * sizeof(ChunkMap::Block) +
+					    m.single_capacity() * sizeof(ChunkMap::Single) +
+					    (model.size() - 20 * 64 - wide) * 8);
+	for (auto [o, n] : model)
+		ASSERT_EQ(m.try_insert(o, n + 1), ChunkMap::InsertResult::kDuplicate) << "old " << o;
+	EXPECT_FALSE(compact(m)) << "nothing left to move";
+}
+
+TEST_F(ChunkMapCompact, EraseTombstonesAndReinsertGoesToSingles)
+{
+	ChunkMap m;
+	std::map<u64, u64> model;
+	std::mt19937_64 rng(5);
+	u64 cow = 2;
+	while (model.size() < 5000) {
+		const u64 old = rng() % 100000000;
+		if (model.count(old) || model.count(old - 1) || model.count(old + 1))
+			continue;
+		insert(m, old, cow);
+		model[old] = cow++;
+	}
+	ASSERT_TRUE(compact(m));
+	EXPECT_EQ(m.single_capacity(), 0u) << "every single fit the sorted array";
+	EXPECT_EQ(m.block_capacity(), 0u) << "no block ever formed: the table is freed";
+	EXPECT_EQ(m.memory_bytes(), model.size() * 8);
+	const size_t compacted_bytes = m.memory_bytes();
+
+	// Merge: erase every third, from the sorted array.
+	std::map<u64, u64> erased;
+	size_t i = 0;
+	for (auto it = model.begin(); it != model.end();) {
+		if (i++ % 3 == 0) {
+			ASSERT_TRUE(m.erase(it->first));
+			EXPECT_FALSE(m.erase(it->first)) << "a tombstone is no exception";
+			erased.insert(*it);
+			it = model.erase(it);
+		} else {
+			++it;
+		}
+	}
+	expect_same(m, model, 0);
+	for (auto [o, n] : erased)
+		ASSERT_EQ(m.lookup(o), ChunkMap::kNone);
+	EXPECT_EQ(m.memory_bytes(), compacted_bytes) << "erase frees nothing, moves nothing";
+
+	// Chunks written again after the merge: singles, with new COW chunks.
+	for (auto [o, n] : erased) {
+		insert(m, o, n + 7000000);
+		model[o] = n + 7000000;
+	}
+	expect_same(m, model, 0);
+	EXPECT_GT(m.single_capacity(), 0u);
+	// And merged again: from singles this time.
+	for (auto [o, n] : erased) {
+		ASSERT_TRUE(m.erase(o));
+		model.erase(o);
+	}
+	expect_same(m, model, 0);
+
+	// A second compaction keeps the live entries and drops tombstones.
+	for (auto [o, n] : erased) {
+		insert(m, o, n + 9000000);
+		model[o] = n + 9000000;
+	}
+	ASSERT_TRUE(compact(m));
+	expect_same(m, model, 0);
+	EXPECT_EQ(m.memory_bytes(), model.size() * 8);
+}
+
+TEST_F(ChunkMapCompact, InsertsAfterCompactStillFormBlocks)
+{
+	ChunkMap m;
+	insert(m, 100, 10);
+	insert(m, 300, 11);
+	ASSERT_TRUE(compact(m));
+	// 101 -> 11 is next to sorted 100 -> 10, but the sorted array never
+	// changes: a single (no block with a sorted neighbour).
+	insert(m, 101, 11);
+	EXPECT_EQ(m.lookup(100), 10u);
+	EXPECT_EQ(m.lookup(101), 11u);
+	// Two new neighbours still form a block.
+	insert(m, 200, 50);
+	insert(m, 201, 51);
+	EXPECT_GT(m.block_capacity(), 0u);
+	EXPECT_EQ(m.lookup(200), 50u);
+	EXPECT_EQ(m.lookup(201), 51u);
+	EXPECT_EQ(m.lookup(300), 11u);
+	EXPECT_EQ(m.size(), 5u);
+	EXPECT_EQ(m.try_insert(300, 1), ChunkMap::InsertResult::kDuplicate);
+}
+
+TEST_F(ChunkMapCompact, EmptyOrBlocksOnlyHaveNothingToCompact)
+{
+	ChunkMap m;
+	EXPECT_FALSE(compact(m));
+	for (u64 i = 0; i < 64; i++)
+		insert(m, i, 100 + i);
+	EXPECT_FALSE(compact(m));
+	EXPECT_EQ(m.lookup(63), 163u);
 }
 
 }  // namespace
