@@ -99,6 +99,10 @@ void Snapshot::take_over(Snapshot* src)
 		header_ = src->header_;
 	}
 	handover_dest_ = false;
+	// Active in the same step as the source stops: an origin write (a
+	// parked one re-run, or a merge's copies) that found neither active
+	// would overwrite the origin with no copy made for this snapshot.
+	active_.store(true);
 
 	// The source receives no further I/O.
 	src->valid_.store(false);
