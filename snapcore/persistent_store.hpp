@@ -116,6 +116,11 @@ public:
 	// merged data durable on the origin first.  On error nothing changed.
 	int commit_merge(u32 n);
 
+	// A handover moves the store to another table, whose own handle on
+	// the COW device it must use from then on: the source table's goes
+	// away with that table.
+	void rebind(dms_dev* cow) { cow_ = cow; }
+
 	u64 next_free_chunk() const { return next_free_.load(); }
 	u64 current_area() const { return current_area_.load(); }
 	u32 current_committed() const { return current_committed_; }

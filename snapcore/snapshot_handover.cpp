@@ -81,6 +81,11 @@ void Snapshot::take_over(Snapshot* src)
 	table_.swap(src->table_);
 	pstore_ = src->pstore_;
 	src->pstore_ = nullptr;
+	// The source's device handle is released with its table, which dm
+	// destroys after this one resumes (or at any time, for a merge
+	// loaded on the origin's device): the store writes through ours.
+	if (pstore_)
+		pstore_->rebind(cow_);
 	spec_.type = src->spec_.type;
 	chunk_sectors_ = src->chunk_sectors_;
 	chunk_shift_ = src->chunk_shift_;
