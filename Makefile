@@ -6,6 +6,8 @@
 #   make KVER=6.12    module for the newest installed 6.12 kernel
 #   make unit         host build of the C++ core and its unit tests (CMake)
 #   make check        every test suite, ending with "N passed, N failed"
+#   make check-full   make check plus every scenario on the debug kernel and
+#                     on 6.12 (slow; see README, Tests)
 #   make demo         boot a VM and show the module at work
 #   make bench        benchmark against the in-tree dm-snapshot in one VM boot
 #                     (build/bench/<time>/: table, CSV, chart); BENCH_ROUNDS=,
@@ -46,7 +48,7 @@ dkms_files = Kbuild cxx.mk Makefile dkms.conf LICENSE scripts/kernel-release \
 	$(patsubst $(src)/%,%,$(wildcard $(src)/snapcore/*.cpp $(src)/snapcore/*.hpp \
 		$(src)/snapcore/ktl/*.hpp))
 
-.PHONY: all module install dkms-src clean unit check demo bench
+.PHONY: all module install dkms-src clean unit check check-full demo bench
 
 all: module
 
@@ -76,6 +78,9 @@ unit:
 
 check:
 	$(src)/scripts/check
+
+check-full:
+	$(src)/scripts/check --full
 
 demo:
 	ko=$$($(src)/scripts/build-module $(KVER) | tail -n1) && \

@@ -39,20 +39,28 @@ dev, off, count, fail = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.arg
 fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
 buf = mmap.mmap(-1, 4096)
 model = open("/tmp/origin.model", "r+b") if dev.endswith("origin") else None
+# Opened once, before any failure: while make-it-fail is set, every slab
+# allocation of this process fails, opening a file included.  Nothing but
+# the pwrite runs in that window (a failed allocation in the 9p client,
+# say while Python loads a module, would break the guest's root).
+mif = os.open("/proc/self/make-it-fail", os.O_WRONLY) if fail else -1
+def make_it_fail(v):
+    os.lseek(mif, 0, os.SEEK_SET)
+    os.write(mif, v)
 errors = 0
 for i in range(count):
     data = os.urandom(4096)
     buf.seek(0); buf.write(data)
     at = off + i * 4096
+    ok = True
     if fail:
-        with open("/proc/self/make-it-fail", "w") as f: f.write("1")
+        make_it_fail(b"1")
     try:
         os.pwrite(fd, buf, at)
-        ok = True
     except OSError:
         ok = False
     if fail:
-        with open("/proc/self/make-it-fail", "w") as f: f.write("0")
+        make_it_fail(b"0")
     if ok and model:
         model.seek(at); model.write(data)
     errors += not ok
