@@ -32,6 +32,14 @@ static unsigned int cow_threshold = DEFAULT_COW_THRESHOLD;
 module_param_named(snapshot_cow_threshold, cow_threshold, uint, 0644);
 MODULE_PARM_DESC(snapshot_cow_threshold, "Maximum number of chunks being copied on write");
 
+/*
+ * This module's own: how many runs of consecutive chunks one merge step
+ * takes (1..64; 1 merges one run per metadata write, as in-tree).
+ */
+static unsigned int merge_batch = 64;
+module_param_named(snapshot_merge_batch, merge_batch, uint, 0644);
+MODULE_PARM_DESC(snapshot_merge_batch, "Runs of chunks merged per metadata write (1-64)");
+
 /* ---------------------------------------------------------------- */
 /* Target and table services                                         */
 /* ---------------------------------------------------------------- */
@@ -124,6 +132,11 @@ void dms_target_event(struct dms_target *ti)
 unsigned int dms_param_cow_threshold(void)
 {
 	return READ_ONCE(cow_threshold);
+}
+
+unsigned int dms_param_merge_batch(void)
+{
+	return READ_ONCE(merge_batch);
 }
 
 /* ---------------------------------------------------------------- */

@@ -234,6 +234,8 @@ void dms_target_event(struct dms_target *ti);
  * snapshot_cow_threshold (default 2048; 0 is allowed, as in-tree).
  */
 unsigned int dms_param_cow_threshold(void);
+/* snapshot_merge_batch (default 64; the core clamps it to 1..64). */
+unsigned int dms_param_merge_batch(void);
 
 /*
  * Bios.  A bio handed to the core by a map call belongs to the core until

@@ -105,13 +105,28 @@ public:
 	// of the metadata, newest first, so the metadata always describes
 	// exactly the exceptions not yet merged.
 	//
-	// prepare_merge() finds the newest exception and how many before it
-	// form one run with it (origin and COW chunks both consecutive, in
-	// the same area): returns that count n (> 0) with the run's *last*
+	// A run: origin chunks [old_chunk, old_chunk + n) stored in COW
+	// chunks [new_chunk, new_chunk + n), consecutive entries of one area.
+	struct MergeRun {
+		u64 old_chunk;
+		u64 new_chunk;
+		u32 n;
+	};
+	// prepare_merge_batch() walks back from the newest exception of the
+	// current area (moving the cursor to the previous area when the
+	// current one is empty) and cuts what it passes into runs, newest
+	// first, into runs[0..max_runs) (max_runs >= 1): the newest run
+	// always, whole, then further whole runs while the batch stays within
+	// max_chunks.  Sets *nruns and returns the batch's exception count K
+	// (> 0): exactly the newest K entries of the area, which
+	// commit_merge(K) removes.  Returns 0 when nothing is left, or
+	// -errno.  Changes nothing on disk; calling it again gives the same
+	// answer.
+	int prepare_merge_batch(MergeRun* runs, u32 max_runs, u64 max_chunks, u32* nruns);
+	// The newest run alone: returns its count n (> 0) with its *last*
 	// chunks in *last_old / *last_new, 0 when nothing is left, or -errno.
-	// Changes nothing on disk; calling it again gives the same answer.
 	int prepare_merge(u64* last_old, u64* last_new);
-	// Removes the newest n exceptions (n at most what prepare_merge()
+	// Removes the newest n exceptions (n at most what prepare_merge*()
 	// returned) with one FLUSH|FUA area write: the caller has made the
 	// merged data durable on the origin first.  On error nothing changed.
 	int commit_merge(u32 n);
@@ -137,6 +152,9 @@ private:
 	int initialise_new(const char** error);
 	// Checks one area's entries; counts the used ones into *used.
 	const char* scan_area(const u8* area, u64 cow_chunks, u32* used) const;
+	// Merging: puts the cursor on an area with entries left.  1 if it
+	// is, 0 when nothing is left, -errno.
+	int merge_cursor();
 
 	dms_dev* cow_;
 	AreaLayout layout_;

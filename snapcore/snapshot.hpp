@@ -203,13 +203,20 @@ private:
 
 	// Merging (snapshot-merge only; snapshot_merge.cpp has the design).
 	enum class MergePhase : u32 { kSelect, kOthers, kDrain, kCopying, kCommit };
+	// Bounds of one merge batch: copy jobs (runs), and data in all; the
+	// newest run is taken whole even when it alone is bigger, as in-tree.
+	static constexpr u32 kMergeBatchRuns = 64;
+	static constexpr u32 kMergeBatchSectors = 2048;	// 1 MiB
 	void start_merge();
 	void stop_merge();
 	static void merge_work(void* ctx);
 	void merge_step();
 	bool merge_select();
+	bool merge_others();
+	void merge_publish();
+	bool merge_holds_locked(ktl::u64 chunk) const;
 	bool merge_drained();
-	void merge_copy();
+	bool merge_copy();
 	static void merge_copy_done(void* ctx, int read_error, unsigned long write_error_mask);
 	bool merge_commit();
 	void merge_release_writes();
@@ -222,17 +229,24 @@ private:
 	ktl::Atomic<bool> merge_stop_{false};
 	ktl::Atomic<bool> merge_failed_{false};
 	ktl::Atomic<bool> merge_draining_{false};	// end_io kicks the merge
-	ktl::Atomic<int> merge_copy_error_{0};
-	// The run being merged: origin chunks [merge_old_, merge_old_ +
-	// merge_n_) from COW chunks merge_new_...  Merge work only.
-	ktl::u64 merge_old_ = 0;
-	ktl::u64 merge_new_ = 0;
+	// The batch's copies: those not completed yet (plus one while they
+	// are being issued), and whether any failed.
+	ktl::Atomic<u32> merge_copies_left_{0};
+	ktl::Atomic<bool> merge_read_error_{false};
+	ktl::Atomic<bool> merge_write_error_{false};
+	// The batch being merged: the newest merge_n_ exceptions of the
+	// store's area, as merge_nruns_ runs, newest first.  Written by the
+	// merge work only while map does not look at them (merging_n_ == 0).
+	PersistentStore::MergeRun merge_runs_[kMergeBatchRuns];
+	u32 merge_nruns_ = 0;
 	u32 merge_n_ = 0;
-	// The same run as map sees it: writes to it are held until it is
-	// merged.  Under merge_lock_, which nests inside a stripe lock.
+	// The batch as map sees it: merging_n_ runs (0 between batches),
+	// merging_order_ indexing merge_runs_ by ascending origin chunk.
+	// Writes to those chunks are held until the batch is merged.  Under
+	// merge_lock_, which nests inside a stripe lock.
 	dms_spinlock* merge_lock_ = nullptr;
-	ktl::u64 merging_first_ = 0;
-	ktl::u64 merging_count_ = 0;
+	u8 merging_order_[kMergeBatchRuns];
+	u32 merging_n_ = 0;
 	BioList merge_held_;
 };
 

@@ -16,46 +16,77 @@
 // still in flight.  A chunk without one is the origin's: reads go there,
 // writes go there through the copy-on-write step of the other snapshots of
 // the origin, exactly as through a snapshot-origin target.  A write to a
-// chunk of the run being merged right now is held, and re-run once the run
-// is merged (it then belongs to the origin).  A snapshot that is invalid is
-// not merged, and all its I/O goes to the origin.
+// chunk of the batch being merged right now is held, and re-run once the
+// batch is merged (it then belongs to the origin).  A snapshot that is
+// invalid is not merged, and all its I/O goes to the origin.
+//
+// Batches.  Every merge cycle ends with two synchronous I/Os: a flush of
+// the origin (the merged data is durable) and a FLUSH|FUA write of the
+// metadata area (the merged exceptions are gone).  In-tree, a cycle merges
+// one run of exceptions consecutive on both devices; a COW whose
+// exceptions are scattered (random writes) then pays both for every single
+// chunk, and they, not the copies, set the pace.  Here a cycle merges a
+// *batch*: the newest K exceptions of the current metadata area, whether
+// consecutive or not, cut into runs (each run one kcopyd job, all issued
+// at once), then one origin flush and one metadata write for all K.  The
+// batch is the newest run, whole (so consecutive exceptions merge exactly
+// as in-tree, never in more cycles), then further whole runs up to
+// kMergeBatchRuns copy jobs and kMergeBatchSectors of data in all.
+//
+// Why only from the end of the area: the metadata is an append-only log
+// that ends at its first zero entry.  Removing the newest K entries is one
+// area write that leaves a valid log, holding exactly the exceptions not
+// yet merged; picking exceptions from elsewhere (say, by origin chunk)
+// would need holes in the log, which neither this module nor the in-tree
+// one can read.  So the on-disk format and the crash-safety argument are
+// the in-tree ones, and either module finishes a merge the other began.
 //
 // The merge loop (merge_step, one work item, a state machine so that it
 // never blocks a work queue on something another work item must do):
 //
-//   kSelect   the store names the newest run of exceptions consecutive on
-//             both devices (PersistentStore::prepare_merge): newest first,
-//             so the metadata always describes exactly what is left.
+//   kSelect   the store names the batch (PersistentStore::
+//             prepare_merge_batch): newest first, so the metadata always
+//             describes exactly what is left.
 //   kOthers   every other snapshot of the origin must hold its own copy of
-//             the run's origin sectors before they are overwritten: start
+//             each run's origin sectors before they are overwritten: start
 //             the copies still missing, and wait until none is in flight
-//             (OriginRegistry::exception_done kicks the merge).
-//   kDrain    publish the run to map (new writes to it are held), then wait
-//             until the tracked writes to it have completed (end_io kicks).
-//   kCopying  one kcopyd job copies the whole run, COW -> origin.
+//             (OriginRegistry::exception_done kicks the merge).  Then
+//             publish the batch to map: new writes to any of its chunks
+//             are held.
+//   kDrain    wait until the tracked writes to every chunk of the batch
+//             have completed (end_io kicks).
+//   kCopying  one kcopyd job per run, COW -> origin, all at once; each
+//             completion counts down, the last one moves on to kCommit
+//             (kcopyd completions run concurrently: an atomic countdown,
+//             and flags remembering any error).
 //   kCommit   flush the origin (the merged data is durable), then remove the
-//             run from the metadata with one FLUSH|FUA area write, then from
-//             the exception table (reads now go to the origin, which holds
-//             the same data), then re-run the held writes.  Back to kSelect.
+//             batch from the metadata with one FLUSH|FUA area write, then
+//             from the exception table (reads now go to the origin, which
+//             holds the same data), then re-run the held writes.  Back to
+//             kSelect.
 //
-// A crash at any point leaves the run either still in the metadata (it is
-// copied again at the next activation: the copy is idempotent, since
-// nothing but the merge writes those origin sectors while the run has an
-// exception) or gone with its data durable on the origin.  Status reports
+// A crash at any point leaves the batch either still in the metadata (it
+// is copied again at the next activation: the copy is idempotent, since
+// nothing but the merge writes those origin sectors while the batch has
+// its exceptions) or gone with its data durable on the origin: the
+// metadata after each commit is a prefix of what it was.  Status reports
 // the store's usage, which falls to the metadata size when everything is
 // merged: LVM then finishes the merge.
 //
 // Errors stop the merge with "Merge failed" in the status, as in-tree; the
 // device keeps working (the exceptions not merged still map to the COW).
-// Unlike in-tree, writes held for a failed run are not failed with it:
-// they are re-run and go wherever the table now says.
+// A copy that fails fails the whole batch: nothing of it leaves the
+// metadata, although its other runs may be on the origin already (which
+// is harmless: those chunks still read from the COW).  Unlike in-tree,
+// writes held for a failed batch are not failed with it: they are re-run
+// and go wherever the table now says.
 //
-// Stopping.  presuspend (and the destructor) stop the merge between runs: a
-// run once selected is merged and committed first (its copies into other
-// snapshots and the writes it waits for are already on their way), so the
-// metadata and the status are always those of whole runs.  No merge I/O
-// reaches the origin while the target is suspended.  resume starts it
-// again.
+// Stopping.  presuspend (and the destructor) stop the merge between
+// batches: a batch once selected is merged and committed first (its copies
+// into other snapshots and the writes it waits for are already on their
+// way), so the metadata and the status are always those of whole batches.
+// No merge I/O reaches the origin while the target is suspended.  resume
+// starts it again.
 
 #include "ktl/lock.hpp"
 #include "origin_registry.hpp"
@@ -87,10 +118,10 @@ int Snapshot::map_merge(dms_bio* bio, PerBio* pb, const dms_bio_info& info, bool
 		if (e != ChunkMap::kNone) {
 			if (write) {
 				// Checked and tracked under merge_lock_: the
-				// merge publishes a run under it, then waits for
-				// the writes tracked before.
+				// merge publishes a batch under it, then waits
+				// for the writes tracked before.
 				ktl::SpinGuard m(merge_lock_);
-				if (chunk - merging_first_ < merging_count_) {
+				if (merge_holds_locked(chunk)) {
 					dms_bio_remap(bio, origin_, info.sector);
 					merge_held_.push(pb);
 					return DMS_MAP_SUBMITTED;
@@ -109,7 +140,26 @@ int Snapshot::map_merge(dms_bio* bio, PerBio* pb, const dms_bio_info& info, bool
 	return OriginRegistry::get().origin_write(origin_devt_, pb, throttle);
 }
 
-// Held writes (a merged run, or a stopped merge) go through the map again:
+// Whether `chunk` is in the published batch: a binary search of its runs
+// by first origin chunk (runs never overlap: one exception per chunk).
+bool Snapshot::merge_holds_locked(u64 chunk) const
+{
+	u32 lo = 0;
+	u32 hi = merging_n_;
+	while (lo < hi) {
+		const u32 mid = lo + (hi - lo) / 2;
+		if (merge_runs_[merging_order_[mid]].old_chunk <= chunk)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return false;
+	const PersistentStore::MergeRun& r = merge_runs_[merging_order_[lo - 1]];
+	return chunk - r.old_chunk < r.n;
+}
+
+// Held writes (a merged batch, or a stopped merge) go through the map again:
 // the table decides where they belong now.  Commit-worker context: no
 // throttling, which could wait on this very work queue.
 void Snapshot::merge_release_writes()
@@ -117,8 +167,7 @@ void Snapshot::merge_release_writes()
 	BioList held;
 	{
 		ktl::SpinGuard m(merge_lock_);
-		merging_first_ = 0;
-		merging_count_ = 0;
+		merging_n_ = 0;
 		held = merge_held_.take();
 	}
 	while (PerBio* pb = held.pop()) {
@@ -166,7 +215,7 @@ void Snapshot::stop_merge()
 	if (!merge_work_)
 		return;
 	merge_stop_.store(true);
-	kick_merge();	// harmless: the flag counts only between runs
+	kick_merge();	// harmless: the flag counts only between batches
 	dms_waiter_wait(waiter_, &Snapshot::merge_stopped_cond, this);
 }
 
@@ -204,9 +253,9 @@ void Snapshot::merge_step()
 		return;
 	for (;;) {
 		const auto phase = static_cast<MergePhase>(merge_phase_.load());
-		// Only between runs: once the store's cursor has moved to a
-		// run (possibly back to the previous area, which status shows),
-		// the run is merged first, as in-tree.
+		// Only between batches: once the store's cursor has moved to a
+		// batch (possibly back to the previous area, which status
+		// shows), the batch is merged first, as in-tree.
 		if (merge_stop_.load() && phase == MergePhase::kSelect) {
 			merge_shutdown(false);
 			return;
@@ -217,27 +266,23 @@ void Snapshot::merge_step()
 				return;
 			merge_phase_.store(static_cast<u32>(MergePhase::kOthers));
 			break;
-		case MergePhase::kOthers: {
-			const u64 sector = merge_old_ << chunk_shift_;
-			const u64 sectors = static_cast<u64>(merge_n_) << chunk_shift_;
-			if (OriginRegistry::get().prepare_extent(origin_devt_, sector, sectors))
+		case MergePhase::kOthers:
+			if (!merge_others())
 				return;	// exception_done() kicks
-			{
-				ktl::SpinGuard m(merge_lock_);
-				merging_first_ = merge_old_;
-				merging_count_ = merge_n_;
-			}
+			merge_publish();
 			merge_phase_.store(static_cast<u32>(MergePhase::kDrain));
 			break;
-		}
 		case MergePhase::kDrain:
 			if (!merge_drained())
 				return;	// end_io kicks
+			// Before the first copy: its completion may come at once.
 			merge_phase_.store(static_cast<u32>(MergePhase::kCopying));
-			merge_copy();
-			return;
+			if (!merge_copy())
+				return;	// the last completion queues the work
+			merge_phase_.store(static_cast<u32>(MergePhase::kCommit));
+			break;
 		case MergePhase::kCopying:
-			return;	// a kick while the copy runs
+			return;	// a kick while the copies run
 		case MergePhase::kCommit:
 			if (!merge_commit())
 				return;
@@ -247,8 +292,8 @@ void Snapshot::merge_step()
 	}
 }
 
-// True with the next run in merge_old_/merge_new_/merge_n_; false when the
-// merge is over (done, or failed).
+// True with the next batch in merge_runs_/merge_nruns_/merge_n_; false when
+// the merge is over (done, or failed).
 bool Snapshot::merge_select()
 {
 	if (!valid_.load()) {
@@ -256,18 +301,57 @@ bool Snapshot::merge_select()
 		merge_shutdown(false);
 		return false;
 	}
-	u64 last_old, last_new;
-	const int n = pstore_->prepare_merge(&last_old, &last_new);
+	u32 nruns;
+	// snapshot_merge_batch, read per batch: 1 merges one run at a time,
+	// as in-tree.
+	u32 max_runs = dms_param_merge_batch();
+	max_runs = max_runs < 1 ? 1 : max_runs > kMergeBatchRuns ? kMergeBatchRuns : max_runs;
+	const int n = pstore_->prepare_merge_batch(merge_runs_, max_runs,
+						   kMergeBatchSectors >> chunk_shift_, &nruns);
 	if (n <= 0) {
 		if (n < 0)
 			dms_log(DMS_LOG_ERR, "Read error in exception store: shutting down merge");
 		merge_shutdown(n < 0);
 		return false;
 	}
+	merge_nruns_ = nruns;
 	merge_n_ = static_cast<u32>(n);
-	merge_old_ = last_old + 1 - merge_n_;
-	merge_new_ = last_new + 1 - merge_n_;
 	return true;
+}
+
+// True once every other snapshot of the origin holds its copy of every
+// run.  All runs are looked at each time, so that their copies run
+// together.
+bool Snapshot::merge_others()
+{
+	bool busy = false;
+	for (u32 i = 0; i < merge_nruns_; i++) {
+		const PersistentStore::MergeRun& r = merge_runs_[i];
+		if (OriginRegistry::get().prepare_extent(origin_devt_, r.old_chunk << chunk_shift_,
+							 static_cast<u64>(r.n) << chunk_shift_))
+			busy = true;
+	}
+	return !busy;
+}
+
+// Shows the batch to map, its runs sorted by origin chunk (insertion sort:
+// a few dozen runs, already in descending order when the exceptions were
+// allocated in ascending origin order).
+void Snapshot::merge_publish()
+{
+	static_assert(kMergeBatchRuns <= 256, "merging_order_ holds u8 indices");
+	u8 order[kMergeBatchRuns];
+	for (u32 i = 0; i < merge_nruns_; i++) {
+		const u64 key = merge_runs_[i].old_chunk;
+		u32 j = i;
+		for (; j > 0 && merge_runs_[order[j - 1]].old_chunk > key; j--)
+			order[j] = order[j - 1];
+		order[j] = static_cast<u8>(i);
+	}
+	ktl::SpinGuard m(merge_lock_);
+	for (u32 i = 0; i < merge_nruns_; i++)
+		merging_order_[i] = order[i];
+	merging_n_ = merge_nruns_;
 }
 
 bool Snapshot::merge_drained()
@@ -277,71 +361,87 @@ bool Snapshot::merge_drained()
 	// full barrier on both sides one of them sees the other.
 	merge_draining_.store(true);
 	ktl::full_barrier();
-	for (u64 i = 0; i < merge_n_; i++) {
-		const u64 chunk = merge_old_ + i;
-		if (ExceptionTable::is_tracked(table_.stripe(chunk), chunk))
-			return false;
+	for (u32 i = 0; i < merge_nruns_; i++) {
+		const PersistentStore::MergeRun& r = merge_runs_[i];
+		for (u64 c = r.old_chunk; c - r.old_chunk < r.n; c++)
+			if (ExceptionTable::is_tracked(table_.stripe(c), c))
+				return false;
 	}
 	merge_draining_.store(false);
 	return true;
 }
 
-void Snapshot::merge_copy()
+// Issues every run's copy.  True if they have all completed already (the
+// caller goes on to kCommit), false if the last completion will queue the
+// merge work.  The countdown holds one extra count while copies are being
+// issued, so that no completion moves on before the last is issued.
+bool Snapshot::merge_copy()
 {
-	const u64 dest = merge_old_ << chunk_shift_;
+	merge_read_error_.store(false);
+	merge_write_error_.store(false);
+	merge_copies_left_.store(merge_nruns_ + 1);
 	const u64 origin_size = dms_dev_size(origin_);
-	// A run reaching past the end of a shrunken origin is copied as far
-	// as the origin goes.
-	u64 count = static_cast<u64>(merge_n_) << chunk_shift_;
-	count = dest < origin_size ? ktl::min(count, origin_size - dest) : 0;
-	if (!count) {
-		merge_copy_done(this, 0, 0);
-		return;
+	for (u32 i = 0; i < merge_nruns_; i++) {
+		const PersistentStore::MergeRun& r = merge_runs_[i];
+		const u64 dest = r.old_chunk << chunk_shift_;
+		// A run reaching past the end of a shrunken origin is copied
+		// as far as the origin goes.
+		u64 count = static_cast<u64>(r.n) << chunk_shift_;
+		count = dest < origin_size ? ktl::min(count, origin_size - dest) : 0;
+		if (!count) {
+			merge_copies_left_.fetch_sub(1);	// never the last: the extra count
+			continue;
+		}
+		const dms_copy_dest to{origin_, dest};
+		dms_copy(cow_, r.new_chunk << chunk_shift_, count, &to, 1, &Snapshot::merge_copy_done,
+			 this);
 	}
-	const dms_copy_dest to{origin_, dest};
-	dms_copy(cow_, merge_new_ << chunk_shift_, count, &to, 1, &Snapshot::merge_copy_done, this);
+	return merge_copies_left_.fetch_sub(1) == 1;
 }
 
-// kcopyd's context: hand over to the merge work.
+// kcopyd's context, possibly several at once: the last one hands over to
+// the merge work.
 void Snapshot::merge_copy_done(void* ctx, int read_error, unsigned long write_error_mask)
 {
 	auto* s = static_cast<Snapshot*>(ctx);
-	s->merge_copy_error_.store(read_error ? 1 : write_error_mask ? 2 : 0);
+	if (read_error)
+		s->merge_read_error_.store(true);
+	else if (write_error_mask)
+		s->merge_write_error_.store(true);
+	if (s->merge_copies_left_.fetch_sub(1) != 1)
+		return;
 	s->merge_phase_.store(static_cast<u32>(MergePhase::kCommit));
 	dms_work_queue(s->merge_work_);
 }
 
-// True when the run is merged and the loop goes on.
+// True when the batch is merged and the loop goes on.
 bool Snapshot::merge_commit()
 {
 	const char* error = nullptr;
-	switch (merge_copy_error_.load()) {
-	case 1:
+	if (merge_read_error_.load())
 		error = "Read error: shutting down merge.";
-		break;
-	case 2:
+	else if (merge_write_error_.load())
 		error = "Write error: shutting down merge.";
-		break;
-	default:
-		if (dms_dev_flush(origin_))
-			error = "Flush after merge failed: shutting down merge";
-		else if (pstore_->commit_merge(merge_n_))
-			error = "Write error in exception store: shutting down merge";
-		break;
-	}
+	else if (dms_dev_flush(origin_))
+		error = "Flush after merge failed: shutting down merge";
+	else if (pstore_->commit_merge(merge_n_))
+		error = "Write error in exception store: shutting down merge";
 	if (error) {
 		dms_log(DMS_LOG_ERR, "%s", error);
 		merge_shutdown(true);
 		return false;
 	}
 	// Newest first, as the store removed them.
-	for (u64 i = merge_n_; i-- > 0;) {
-		if (!table_.erase(merge_old_ + i)) {
-			dms_log(DMS_LOG_ERR,
-				"Corruption detected: exception for block %llu is on disk but not in memory",
-				static_cast<unsigned long long>(merge_old_ + i));
-			merge_shutdown(true);
-			return false;
+	for (u32 i = 0; i < merge_nruns_; i++) {
+		const PersistentStore::MergeRun& r = merge_runs_[i];
+		for (u64 k = r.n; k-- > 0;) {
+			if (!table_.erase(r.old_chunk + k)) {
+				dms_log(DMS_LOG_ERR,
+					"Corruption detected: exception for block %llu is on disk but not in memory",
+					static_cast<unsigned long long>(r.old_chunk + k));
+				merge_shutdown(true);
+				return false;
+			}
 		}
 	}
 	merge_release_writes();

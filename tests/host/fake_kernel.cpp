@@ -73,6 +73,7 @@ void FakeKernel::reset()
 	fail_only_.reset();
 	fail_after_.reset();
 	cow_threshold = 2048;
+	merge_batch = 64;
 }
 
 // Completions on one queue may queue work on the other (a copy completion
@@ -357,6 +358,11 @@ void dms_target_event(dms_target* ti)
 unsigned int dms_param_cow_threshold(void)
 {
 	return FakeKernel::instance().cow_threshold;
+}
+
+unsigned int dms_param_merge_batch(void)
+{
+	return FakeKernel::instance().merge_batch;
 }
 
 }  // extern "C"

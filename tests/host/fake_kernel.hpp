@@ -219,6 +219,8 @@ public:
 
 	// The snapshot_cow_threshold module parameter.
 	std::atomic<unsigned int> cow_threshold{2048};
+	// The snapshot_merge_batch module parameter.
+	std::atomic<unsigned int> merge_batch{64};
 
 	// kcopyd.  Every copy is recorded.  While copies are held, a copy is
 	// neither read nor written nor completed until released: tests pick
