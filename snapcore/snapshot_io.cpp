@@ -193,9 +193,7 @@ void Snapshot::wait_for_commits(int (*cond)(void*), void* ctx)
 {
 	commit_waiters_.fetch_add(1);
 	ktl::full_barrier();
-	// Both null only in a constructor that failed (then nothing waits
-	// for a commit; the worker needs the lock).
-	if (commit_work_ && commit_lock_)
+	if (commit_work_)	// null only in a constructor that failed
 		dms_work_queue(commit_work_);
 	dms_waiter_wait(waiter_, cond, ctx);
 	commit_waiters_.fetch_sub(1);
