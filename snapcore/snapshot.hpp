@@ -187,13 +187,6 @@ private:
 	ktl::u64 next_commit_seq_ = 0;		// commit worker only
 	ktl::Atomic<ktl::u64> committed_seq_{0};	// all below are complete
 	dms_work* commit_work_ = nullptr;
-	// Group commit (commit_ready): allocated chunks whose copy has not
-	// completed yet, and the threads waiting for commits, which make the
-	// commit worker go without waiting for the copies to come together.
-	ktl::Atomic<u32> copying_{0};
-	ktl::Atomic<u32> commit_waiters_{0};
-	static constexpr u32 kGroupCommitMax = 64;
-	void wait_for_commits(int (*cond)(void*), void* ctx);
 
 	// Invalidation of a persistent snapshot: origin writes are parked
 	// until the header saying so is on disk.  Under commit_lock_.

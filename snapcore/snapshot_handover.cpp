@@ -46,7 +46,7 @@ void Snapshot::resume()
 		// table only after the new one has resumed.
 		if (Snapshot* src = OriginRegistry::get().handover_partner(this, false)) {
 			src->frozen_.store(true);
-			src->wait_for_commits(&Snapshot::drained_cond, src);
+			dms_waiter_wait(src->waiter_, &Snapshot::drained_cond, src);
 			BioList parked;
 			OriginRegistry::get().complete_handover(src, this, &parked);
 			retry_origin_writes(parked);

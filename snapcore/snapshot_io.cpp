@@ -90,7 +90,6 @@ int Snapshot::allocate_chunk(u64* chunk, u64* seq)
 		transient_next_sector_ += chunk_sectors_;
 	}
 	*seq = next_seq_++;
-	copying_.fetch_add(1);
 	return 0;
 }
 
@@ -183,20 +182,7 @@ int Snapshot::below_threshold_cond(void* ctx)
 
 void Snapshot::wait_below_threshold()
 {
-	wait_for_commits(&Snapshot::below_threshold_cond, this);
-}
-
-// A wait that only commits can end: the commit worker is told not to hold
-// a small batch back for the copies still running, then run once in case
-// it already did.
-void Snapshot::wait_for_commits(int (*cond)(void*), void* ctx)
-{
-	commit_waiters_.fetch_add(1);
-	ktl::full_barrier();
-	if (commit_work_)	// null only in a constructor that failed
-		dms_work_queue(commit_work_);
-	dms_waiter_wait(waiter_, cond, ctx);
-	commit_waiters_.fetch_sub(1);
+	dms_waiter_wait(waiter_, &Snapshot::below_threshold_cond, this);
 }
 
 int Snapshot::idle_cond(void* ctx)
@@ -206,7 +192,7 @@ int Snapshot::idle_cond(void* ctx)
 
 void Snapshot::wait_idle()
 {
-	wait_for_commits(&Snapshot::idle_cond, this);
+	dms_waiter_wait(waiter_, &Snapshot::idle_cond, this);
 }
 
 int Snapshot::unreferenced_cond(void* ctx)
@@ -243,7 +229,7 @@ void Snapshot::postsuspend()
 		ktl::SpinGuard g(alloc_lock_);
 		w.seq = next_seq_;
 	}
-	wait_for_commits(&Snapshot::committed_cond, &w);
+	dms_waiter_wait(waiter_, &Snapshot::committed_cond, &w);
 }
 
 // ---------------------------------------------------------------------------
@@ -514,7 +500,6 @@ void Snapshot::pending_copied(Pending* first, int error)
 		Pending* next = pe->run_next;
 		if (error)
 			pe->error = error;
-		copying_.fetch_sub(1);
 		while (*p && (*p)->seq < pe->seq)
 			p = &(*p)->done_next;
 		pe->done_next = *p;
@@ -538,27 +523,11 @@ void Snapshot::commit_ready()
 		settle_invalidation();
 
 		// Take the completed pending exceptions that are next in
-		// allocation order.  Group commit, as in-tree: while other
-		// copies still run, a small batch waits for them (each copy
-		// completion queues this work again), so that a burst of
-		// writes costs one metadata write rather than one per
-		// completion.  A full batch goes at once, so a steady stream
-		// of writes cannot hold commits back, and so does any batch
-		// someone waits for (wait_for_commits); an invalid snapshot
-		// commits nothing and only releases its bios.
+		// allocation order.
 		Pending* batch = nullptr;
 		Pending** tail = &batch;
 		{
 			ktl::SpinGuard g(commit_lock_);
-			if (copying_.load() && valid_.load() && !commit_waiters_.load()) {
-				u32 ready = 0;
-				u64 seq = next_commit_seq_;
-				for (Pending* pe = done_; pe && pe->seq == seq && ready < kGroupCommitMax;
-				     pe = pe->done_next, seq++)
-					ready++;
-				if (ready < kGroupCommitMax)
-					return;
-			}
 			while (done_ && done_->seq == next_commit_seq_) {
 				Pending* pe = done_;
 				done_ = pe->done_next;

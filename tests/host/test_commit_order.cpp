@@ -123,14 +123,11 @@ TEST_F(CommitOrderTest, MetadataOnlyEverHoldsAPrefixOfTheAllocationOrder)
 		kernel.release_copy(id);
 		kernel.drain();
 		done[id] = true;
-		// Committed: at most the copies before the first not yet done
-		// (group commit may hold them back until the rest are done),
-		// and an origin write ends exactly when its exception is.
-		const std::size_t completed =
+		// Committed: exactly the copies before the first not yet done.
+		const std::size_t committed =
 			static_cast<std::size_t>(std::find(done.begin(), done.end(), false) - done.begin());
 		expect_prefixes(*cow, order);
-		const std::size_t committed = decode_area(cow->read(8, 8)).size();
-		EXPECT_LE(committed, completed);
+		EXPECT_EQ(decode_area(cow->read(8, 8)).size(), committed);
 		for (unsigned int i = 0; i < kN; i++)
 			EXPECT_EQ(bios[i]->ended(), i < committed) << "origin write " << i;
 	}
@@ -157,60 +154,6 @@ TEST_F(CommitOrderTest, CompletionsReadyTogetherCommitInOneAreaWrite)
 	ASSERT_EQ(writes.size(), before + 1);
 	EXPECT_EQ(writes.back().entries, allocated(chunks));
 	EXPECT_EQ(wait_all(bios), 0);
-}
-
-// Group commit, as in-tree: completions wait for the copies still running,
-// so a burst of writes costs one metadata write however its copies finish.
-TEST_F(CommitOrderTest, CompletionsWaitForTheCopiesStillRunning)
-{
-	auto snap = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");
-	auto o = origin_target();
-	CopyHold hold;
-	const std::vector<std::uint64_t> chunks{70, 10, 55, 31, 90, 3, 47, 66};
-	const auto bios = write_chunks(o, chunks);
-	ASSERT_TRUE(kernel.wait_held_copies(chunks.size()));
-	const std::size_t before = area_writes(*cow, 8, 0).size();
-	for (unsigned int id = 0; id + 1 < chunks.size(); id++) {
-		kernel.release_copy(id);
-		kernel.drain();
-		EXPECT_EQ(area_writes(*cow, 8, 0).size(), before) << "a commit after copy " << id;
-		EXPECT_FALSE(bios[id]->ended()) << "origin write " << id;
-	}
-	kernel.release_copy(chunks.size() - 1);
-	kernel.drain();
-	const auto writes = area_writes(*cow, 8, 0);
-	ASSERT_EQ(writes.size(), before + 1);
-	EXPECT_EQ(writes.back().entries, allocated(chunks));
-	EXPECT_EQ(wait_all(bios), 0);
-}
-
-// ... but a full batch commits at once: a steady stream of writes must not
-// hold its exceptions back.
-TEST_F(CommitOrderTest, AFullBatchCommitsWhileOtherCopiesRun)
-{
-	auto snap = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");
-	auto o = origin_target();
-	CopyHold hold;
-	std::vector<std::uint64_t> chunks;
-	for (std::uint64_t i = 0; i < 70; i++)
-		chunks.push_back(i * 2 + 1);	// no runs: one copy each
-	const auto bios = write_chunks(o, chunks);
-	ASSERT_TRUE(kernel.wait_held_copies(70));
-	const std::size_t before = area_writes(*cow, 8, 0).size();
-	for (unsigned int id = 0; id < 63; id++)
-		kernel.release_copy(id);
-	kernel.drain();
-	EXPECT_EQ(area_writes(*cow, 8, 0).size(), before);
-	kernel.release_copy(63);
-	kernel.drain();
-	const auto writes = area_writes(*cow, 8, 0);
-	ASSERT_EQ(writes.size(), before + 1);
-	EXPECT_EQ(writes.back().entries.size(), 64u);
-	EXPECT_TRUE(bios[63]->ended());
-	EXPECT_FALSE(bios[64]->ended());
-	kernel.release_all_copies();
-	EXPECT_EQ(wait_all(bios), 0);
-	EXPECT_EQ(decode_area(cow->read(8, 8)), allocated(chunks));
 }
 
 TEST_F(CommitOrderTest, ExceptionIsCommittedOnlyAfterItsDataIsOnTheCow)
