@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "area_layout.hpp"
@@ -26,6 +27,16 @@ protected:
 	{
 		CowTest::SetUp();
 		origin->write(0, pattern(1, 0, 4096));
+	}
+
+	// The nth synchronous write of metadata area 0 (a merge commit)
+	// fails; the others go through.
+	void fail_area_write(int nth)
+	{
+		auto seen = std::make_shared<std::atomic<int>>(0);
+		cow->fail_when([seen, nth](const fake::IoRecord& r) {
+			return r.via == "sync" && r.write() && r.sector == 1 * kChunk && ++*seen == nth;
+		});
 	}
 
 	// A COW holding `entries` (in this order, areas filled in turn),
@@ -214,10 +225,7 @@ TEST_F(MergeTest, NothingToMergeIsDoneAtOnce)
 TEST_F(MergeTest, FailedMetadataWriteStopsTheMergeAndTheNextActivationFinishesIt)
 {
 	craft(kFourRuns);
-	std::atomic<int> area_writes_seen{0};
-	cow->fail_when([&](const fake::IoRecord& r) {
-		return r.via == "sync" && r.write() && r.sector == 1 * kChunk && ++area_writes_seen == 1;
-	});
+	fail_area_write(1);
 	{
 		auto m = merge(kMergeLine);
 		kernel.drain();
@@ -792,10 +800,7 @@ TEST_F(MergeTest, AnInterruptedMergeResumesFromThePrefixLeftOnDisk)
 {
 	const Exceptions entries = scattered(100);
 	craft(entries);
-	std::atomic<int> area_writes_seen{0};
-	cow->fail_when([&](const fake::IoRecord& r) {
-		return r.via == "sync" && r.write() && r.sector == 1 * kChunk && ++area_writes_seen == 2;
-	});
+	fail_area_write(2);
 	{
 		auto m = merge(kMergeLine);
 		kernel.drain();
