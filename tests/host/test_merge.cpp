@@ -29,6 +29,13 @@ protected:
 		origin->write(0, pattern(1, 0, 4096));
 	}
 
+	// The merge stopped with "Merge failed", having logged `why` once.
+	void expect_merge_failed(SnapshotTarget& m, const char* why)
+	{
+		EXPECT_EQ(info(m), "Merge failed");
+		EXPECT_EQ(log_count(kernel, DMS_LOG_ERR, why), 1u);
+	}
+
 	// The nth synchronous write of metadata area 0 (a merge commit)
 	// fails; the others go through.
 	void fail_area_write(int nth)
@@ -229,10 +236,7 @@ TEST_F(MergeTest, FailedMetadataWriteStopsTheMergeAndTheNextActivationFinishesIt
 	{
 		auto m = merge(kMergeLine);
 		kernel.drain();
-		EXPECT_EQ(info(m), "Merge failed");
-		EXPECT_EQ(log_count(kernel, DMS_LOG_ERR,
-				    "Write error in exception store: shutting down merge"),
-			  1u);
+		expect_merge_failed(m, "Write error in exception store: shutting down merge");
 		EXPECT_NE(snapshot_status(m.get(), DMSCORE_STATUS_IMA, "snapshot-merge")
 				  .find(",snap_merge_failed=y,"),
 			  std::string::npos);
@@ -258,8 +262,7 @@ TEST_F(MergeTest, CopyErrorsStopTheMergeWithTheMetadataUntouched)
 	cow->fail_when([](const fake::IoRecord& r) { return !r.write() && r.via == "copy"; });
 	auto m = merge(kMergeLine);
 	kernel.drain();
-	EXPECT_EQ(info(m), "Merge failed");
-	EXPECT_EQ(log_count(kernel, DMS_LOG_ERR, "Read error: shutting down merge."), 1u);
+	expect_merge_failed(m, "Read error: shutting down merge.");
 	EXPECT_TRUE(area_writes(*cow, kChunk, 0).empty());
 	EXPECT_EQ(decode_area(cow->read(kChunk, kChunk)), kFourRuns);
 	cow->fail_when({});
@@ -272,8 +275,7 @@ TEST_F(MergeTest, OriginFlushErrorStopsTheMerge)
 	origin->fail_when([](const fake::IoRecord& r) { return r.via == "flush"; });
 	auto m = merge(kMergeLine);
 	kernel.drain();
-	EXPECT_EQ(info(m), "Merge failed");
-	EXPECT_EQ(log_count(kernel, DMS_LOG_ERR, "Flush after merge failed: shutting down merge"), 1u);
+	expect_merge_failed(m, "Flush after merge failed: shutting down merge");
 	EXPECT_EQ(decode_area(cow->read(kChunk, kChunk)), kFourRuns);
 }
 
@@ -752,8 +754,7 @@ TEST_F(MergeTest, AReadErrorInOneRunFailsTheBatchWithNothingRemoved)
 	{
 		auto m = merge(kMergeLine);
 		kernel.drain();
-		EXPECT_EQ(info(m), "Merge failed");
-		EXPECT_EQ(log_count(kernel, DMS_LOG_ERR, "Read error: shutting down merge."), 1u);
+		expect_merge_failed(m, "Read error: shutting down merge.");
 		EXPECT_EQ(kernel.copy_jobs().size(), 20u);
 		EXPECT_TRUE(area_writes(*cow, kChunk, 0).empty());
 		EXPECT_TRUE(flushes(*origin).empty());
@@ -784,8 +785,7 @@ TEST_F(MergeTest, AWriteErrorInOneRunFailsTheBatchWithNothingRemoved)
 	});
 	auto m = merge(kMergeLine);
 	kernel.drain();
-	EXPECT_EQ(info(m), "Merge failed");
-	EXPECT_EQ(log_count(kernel, DMS_LOG_ERR, "Write error: shutting down merge."), 1u);
+	expect_merge_failed(m, "Write error: shutting down merge.");
 	EXPECT_TRUE(area_writes(*cow, kChunk, 0).empty());
 	EXPECT_EQ(decode_area(cow->read(kChunk, kChunk)), entries);
 	origin->fail_when({});
@@ -804,10 +804,7 @@ TEST_F(MergeTest, AnInterruptedMergeResumesFromThePrefixLeftOnDisk)
 	{
 		auto m = merge(kMergeLine);
 		kernel.drain();
-		EXPECT_EQ(info(m), "Merge failed");
-		EXPECT_EQ(log_count(kernel, DMS_LOG_ERR,
-				    "Write error in exception store: shutting down merge"),
-			  1u);
+		expect_merge_failed(m, "Write error in exception store: shutting down merge");
 		EXPECT_EQ(decode_area(cow->read(kChunk, kChunk)), prefix(entries, 36));
 		expect_merged_data(Exceptions(entries.begin() + 36, entries.end()));
 		dmscore_snapshot_presuspend(m.get());
