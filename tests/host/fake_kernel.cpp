@@ -80,10 +80,15 @@ void FakeKernel::reset()
 // queues a commit): done when both were idle in one pass.
 void FakeKernel::drain()
 {
+	// Both idle when looked at is not enough: a kcopyd completion that
+	// ends after the module queue was checked may have queued module
+	// work.  Any job queued during the pass shows in the counts.
 	for (;;) {
+		const unsigned long before = module_wq_->queued() + kcopyd_wq_->queued();
 		const bool module_idle = module_wq_->drain();
 		const bool kcopyd_idle = kcopyd_wq_->drain();
-		if (module_idle && kcopyd_idle)
+		if (module_idle && kcopyd_idle &&
+		    module_wq_->queued() + kcopyd_wq_->queued() == before)
 			return;
 	}
 }

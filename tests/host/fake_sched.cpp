@@ -62,6 +62,7 @@ void WorkQueue::run(std::function<void()> job)
 	{
 		std::lock_guard<std::mutex> guard(lock_);
 		jobs_.push_back({nullptr, std::move(job)});
+		queued_++;
 	}
 	changed_.notify_all();
 }
@@ -74,6 +75,7 @@ void WorkQueue::queue(dms_work* w)
 			return;
 		w->queued = true;
 		jobs_.push_back({w, nullptr});
+		queued_++;
 	}
 	changed_.notify_all();
 }

@@ -3,6 +3,7 @@
 // items (dms_work) and one-shot completions in order.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -38,6 +39,9 @@ public:
 	void cancel_sync(dms_work* w);
 	// Waits until nothing is queued or running; true if it was already so.
 	bool drain();
+	// Jobs queued so far: FakeKernel::drain compares it across a pass to
+	// see a job one queue gave the other between the two checks.
+	unsigned long queued() const { return queued_.load(); }
 
 private:
 	struct Job {
@@ -50,6 +54,7 @@ private:
 	std::condition_variable changed_;
 	std::deque<Job> jobs_;
 	bool busy_ = false;
+	std::atomic<unsigned long> queued_{0};
 	bool stop_ = false;
 	std::thread thread_;	// last: starts once the rest is set up
 };
