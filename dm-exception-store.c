@@ -237,6 +237,7 @@ struct dms_async_io {
 	dms_io_done_fn fn;
 	void *ctx;
 	int error;
+	bool atomic;	/* DMS_IO_DONE_ATOMIC: fn runs in notify */
 };
 
 static void dms_async_io_work(struct work_struct *work)
@@ -259,7 +260,14 @@ static void dms_async_io_work(struct work_struct *work)
 static void dms_async_io_notify(unsigned long error, void *context)
 {
 	struct dms_async_io *io = context;
+	dms_io_done_fn fn = io->fn;
+	void *ctx = io->ctx;
 
+	if (io->atomic) {
+		kfree(io);
+		fn(ctx, error ? -EIO : 0);
+		return;
+	}
 	io->error = error ? -EIO : 0;
 	queue_work(dms_wq, &io->work);
 }
@@ -283,6 +291,7 @@ int dms_dev_io_async(struct dms_dev *dev, unsigned int flags, dms_sector_t secto
 	INIT_WORK(&io->work, dms_async_io_work);
 	io->fn = fn;
 	io->ctx = ctx;
+	io->atomic = flags & DMS_IO_DONE_ATOMIC;
 
 	dms_io_request(&req, flags, buf);
 	req.notify.fn = dms_async_io_notify;
@@ -510,10 +519,14 @@ struct dms_waiter *dms_waiter_create(void)
 	return w;
 }
 
+/* The lock: a waker in dms_waiter_wake_after() is out before w goes. */
 void dms_waiter_destroy(struct dms_waiter *w)
 {
-	if (w)
-		WARN_ON_ONCE(waitqueue_active(&w->wq));
+	if (!w)
+		return;
+	spin_lock_irq(&w->wq.lock);
+	WARN_ON_ONCE(waitqueue_active(&w->wq));
+	spin_unlock_irq(&w->wq.lock);
 	kfree(w);
 }
 
@@ -530,6 +543,16 @@ void dms_waiter_wait(struct dms_waiter *w, dms_cond_fn cond, void *ctx)
 void dms_waiter_wake(struct dms_waiter *w)
 {
 	wake_up_all(&w->wq);
+}
+
+void dms_waiter_wake_after(struct dms_waiter *w, dms_update_fn fn, void *ctx)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&w->wq.lock, flags);
+	fn(ctx);
+	wake_up_all_locked(&w->wq);
+	spin_unlock_irqrestore(&w->wq.lock, flags);
 }
 
 void dms_msleep(unsigned int ms)

@@ -106,6 +106,7 @@ enum dms_io_flags {
 	DMS_IO_WRITE = 1,
 	DMS_IO_FLUSH = 2,	/* REQ_PREFLUSH: earlier writes are durable first */
 	DMS_IO_FUA = 4,		/* REQ_FUA: this write is durable on completion */
+	DMS_IO_DONE_ATOMIC = 8,	/* dms_dev_io_async() only: see there */
 };
 int dms_dev_io_sync(struct dms_dev *dev, unsigned int dms_io_flags,
 		    dms_sector_t sector, dms_sector_t count, void *buf);
@@ -120,7 +121,12 @@ int dms_dev_flush(struct dms_dev *dev);
  * Asynchronous I/O on a held device through dm-io; buf from dms_zalloc(),
  * untouched until fn runs.  fn(ctx, error) runs in process context, on the
  * module's work queue, when the I/O is done; error is 0 or -EIO (dm-io
- * reports only which regions failed).  May sleep: it allocates with
+ * reports only which regions failed).  With DMS_IO_DONE_ATOMIC in the
+ * flags, fn runs instead where dm-io completes the request: possibly in
+ * interrupt context, possibly before dms_dev_io_async() returns (a
+ * ramdisk completes in submission); such an fn must not sleep and may only
+ * record the result and wake (dms_waiter_wake_after).  That saves a work
+ * item and a context switch per I/O.  May sleep: it allocates with
  * GFP_NOIO and dm-io waits on its mempools, so call it from process
  * context without a spinlock held.  Returns 0, or -ENOMEM (or another
  * -errno) if the request cannot be started, in which case fn is not
@@ -219,6 +225,16 @@ struct dms_waiter *dms_waiter_create(void);
 void dms_waiter_destroy(struct dms_waiter *w);
 void dms_waiter_wait(struct dms_waiter *w, dms_cond_fn cond, void *ctx);
 void dms_waiter_wake(struct dms_waiter *w);
+/*
+ * For a waker whose waiter may free everything once the condition holds
+ * (the waiter, and the object fn changes): runs fn(ctx) under the waiter's
+ * lock with interrupts off, and wakes every waiter before dropping the
+ * lock.  dms_waiter_destroy() takes that lock, so it cannot free w while
+ * the waker is still inside; read w before fn makes the condition true.
+ * Any context, never sleeps; fn must not sleep or take a lock.
+ */
+typedef void (*dms_update_fn)(void *ctx);
+void dms_waiter_wake_after(struct dms_waiter *w, dms_update_fn fn, void *ctx);
 
 /* Sleeps (msleep: at least ms milliseconds, uninterruptibly). */
 void dms_msleep(unsigned int ms);

@@ -36,13 +36,21 @@ AreaReader::~AreaReader()
 	dms_waiter_destroy(waiter_);
 }
 
+// Completion context, possibly an interrupt (DMS_IO_DONE_ATOMIC): no hop
+// through a work queue per area.  Once the slot says done, the reader (on
+// the caller's stack) may be destroyed at once, so the waiter is read
+// first and the state set under its lock (dms_waiter_wake_after).
 void AreaReader::read_done(void* ctx, int error)
 {
 	auto* s = static_cast<Slot*>(ctx);
-	AreaReader* r = s->owner;
+	dms_waiter* w = s->owner->waiter_;
 	s->error = error;
-	s->state.store(kDone);
-	dms_waiter_wake(r->waiter_);
+	dms_waiter_wake_after(w, &AreaReader::settle, s);
+}
+
+void AreaReader::settle(void* ctx)
+{
+	static_cast<Slot*>(ctx)->state.store(kDone);
 }
 
 // Areas beyond the end of the device are not read: the caller refuses the
@@ -56,8 +64,8 @@ void AreaReader::start(Slot& slot, u64 area)
 		return;
 	}
 	slot.state.store(kInFlight);
-	if (dms_dev_io_async(cow_, DMS_IO_READ, layout_.sector_of_chunk(where), layout_.chunk_sectors(),
-			     slot.buf, &AreaReader::read_done, &slot))
+	if (dms_dev_io_async(cow_, DMS_IO_READ | DMS_IO_DONE_ATOMIC, layout_.sector_of_chunk(where),
+			     layout_.chunk_sectors(), slot.buf, &AreaReader::read_done, &slot))
 		slot.state.store(kSync);
 }
 

@@ -9,7 +9,9 @@
 // the caller decodes area n, areas n+1 .. n+W are on their way.  Areas read
 // past the end of the chain are simply dropped; the destructor waits for
 // them.  If an asynchronous read cannot be started (no memory), that area is
-// read synchronously when it is asked for.
+// read synchronously when it is asked for.  Completions run where the I/O
+// completes (DMS_IO_DONE_ATOMIC), not on a work queue: on a fast device
+// the caller then rarely sleeps at all.
 #pragma once
 
 #include "area_layout.hpp"
@@ -52,6 +54,7 @@ private:
 
 	void start(Slot& slot, ktl::u64 area);
 	static void read_done(void* ctx, int error);
+	static void settle(void* ctx);
 	static int settled_cond(void* ctx);
 
 	dms_dev* cow_;

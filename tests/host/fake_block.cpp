@@ -346,7 +346,19 @@ int dms_dev_io_async(dms_dev* dev, unsigned int dms_io_flags, dms_sector_t secto
 {
 	fake::might_sleep("dms_dev_io_async");
 	check_held(dev, "dms_dev_io_async");
-	const int r = dev->io(dms_io_flags, sector, count, buf, "async");
+	const int r = dev->io(dms_io_flags & ~DMS_IO_DONE_ATOMIC, sector, count, buf, "async");
+	if (dms_io_flags & DMS_IO_DONE_ATOMIC) {
+		auto done = [fn, ctx, r] {
+			fake::AtomicContext atomic;
+			fn(ctx, r ? -DMS_EIO : 0);
+		};
+		// kcopyd's queue stands in for the interrupt: another thread.
+		if (dev->defer_atomic_completions)
+			FakeKernel::instance().kcopyd_wq().run(done);
+		else
+			done();
+		return 0;
+	}
 	FakeKernel::instance().module_wq().run([fn, ctx, r] { fn(ctx, r ? -DMS_EIO : 0); });
 	return 0;
 }

@@ -64,6 +64,10 @@ struct dms_dev {
 	std::atomic<dms_sector_t> size{0};	// sectors
 	std::atomic<bool> fail_reads{false};
 	std::atomic<bool> fail_writes{false};
+	// DMS_IO_DONE_ATOMIC completions of dms_dev_io_async: in submission,
+	// as a ramdisk does (false), or later on another thread, as from an
+	// interrupt (true).  Atomic context either way.
+	std::atomic<bool> defer_atomic_completions{false};
 	unsigned int holders = 0;	// gets not yet put, over all targets
 
 	// Test access to the contents, bypassing failure injection.
@@ -316,7 +320,19 @@ private:
 	std::atomic<unsigned long> msleeps_{0};
 };
 
-// Records a misuse if the calling thread holds a spinlock: `what` may sleep.
+// Records a misuse if the calling thread holds a spinlock or runs in
+// (simulated) atomic context: `what` may sleep.
 void might_sleep(const char* what);
+
+// While one lives, the calling thread is in atomic context (interrupt-like:
+// an I/O completion with DMS_IO_DONE_ATOMIC, fn of dms_waiter_wake_after):
+// might_sleep() reports a misuse.
+class AtomicContext {
+public:
+	AtomicContext();
+	~AtomicContext();
+	AtomicContext(const AtomicContext&) = delete;
+	AtomicContext& operator=(const AtomicContext&) = delete;
+};
 
 }  // namespace fake

@@ -35,6 +35,8 @@ namespace {
 
 // Classes of the spinlocks the calling thread holds, in lock order.
 thread_local std::vector<unsigned int> t_spin_classes;
+// Depth of AtomicContext on the calling thread.
+thread_local unsigned int t_atomic_depth = 0;
 
 }  // namespace
 
@@ -43,6 +45,19 @@ void might_sleep(const char* what)
 	if (!t_spin_classes.empty())
 		FakeKernel::instance().report_misuse(std::string(what) +
 						     " may sleep, called with a spinlock held");
+	if (t_atomic_depth)
+		FakeKernel::instance().report_misuse(std::string(what) +
+						     " may sleep, called in atomic context");
+}
+
+AtomicContext::AtomicContext()
+{
+	t_atomic_depth++;
+}
+
+AtomicContext::~AtomicContext()
+{
+	t_atomic_depth--;
 }
 
 WorkQueue::WorkQueue() : thread_([this] { worker(); }) {}
@@ -236,12 +251,20 @@ dms_waiter* dms_waiter_create(void)
 
 void dms_waiter_destroy(dms_waiter* w)
 {
+	if (w) {
+		// As the kernel's: a dms_waiter_wake_after() still inside
+		// holds the mutex.
+		std::lock_guard<std::mutex> guard(w->m);
+	}
 	FakeKernel::instance().destroy(w);
 }
 
 void dms_waiter_wait(dms_waiter* w, dms_cond_fn cond, void* ctx)
 {
 	fake::might_sleep("dms_waiter_wait");
+	// wait_event()'s fast path: the condition first, without the lock.
+	if (cond(ctx))
+		return;
 	for (;;) {
 		unsigned long seen;
 		{
@@ -265,6 +288,15 @@ void dms_waiter_wake(dms_waiter* w)
 		std::lock_guard<std::mutex> guard(w->m);
 		w->generation++;
 	}
+	w->cv.notify_all();
+}
+
+void dms_waiter_wake_after(dms_waiter* w, dms_update_fn fn, void* ctx)
+{
+	fake::AtomicContext atomic;
+	std::lock_guard<std::mutex> guard(w->m);
+	fn(ctx);
+	w->generation++;
 	w->cv.notify_all();
 }
 

@@ -122,6 +122,46 @@ TEST_F(FakeIoTest, AsyncIoCompletesOnTheModuleWorkQueue)
 	EXPECT_EQ(failed.error, -EIO);
 }
 
+TEST_F(FakeIoTest, AtomicAsyncIoCompletesInSubmissionOrOnAnotherThread)
+{
+	a->write(4, Bytes(512, 0x42));
+	Bytes buf(512);
+	IoDone inline_done;
+	ASSERT_EQ(dms_dev_io_async(a, DMS_IO_READ | DMS_IO_DONE_ATOMIC, 4, 1, buf.data(),
+				   &IoDone::fn, &inline_done),
+		  0);
+	EXPECT_EQ(inline_done.calls, 1) << "a ramdisk completes in submission";
+	EXPECT_EQ(inline_done.thread, std::this_thread::get_id());
+	EXPECT_EQ(buf, Bytes(512, 0x42));
+
+	a->defer_atomic_completions = true;
+	a->fail_reads = true;
+	IoDone later;
+	ASSERT_EQ(dms_dev_io_async(a, DMS_IO_READ | DMS_IO_DONE_ATOMIC, 4, 1, buf.data(),
+				   &IoDone::fn, &later),
+		  0);
+	kernel.drain();
+	EXPECT_EQ(later.calls, 1);
+	EXPECT_EQ(later.error, -EIO);
+	EXPECT_NE(later.thread, std::this_thread::get_id());
+}
+
+// What runs in atomic context may not sleep: the fake reports it, as
+// might_sleep() would in the kernel.
+TEST_F(FakeIoTest, SleepingInAnAtomicCompletionIsAMisuse)
+{
+	Bytes buf(512);
+	auto sleeps = [](void*, int) { dms_free(dms_zalloc(8)); };
+	ASSERT_EQ(dms_dev_io_async(a, DMS_IO_READ | DMS_IO_DONE_ATOMIC, 4, 1, buf.data(), sleeps,
+				   nullptr),
+		  0);
+	kernel.drain();
+	EXPECT_EQ(kernel.take_misuse().size(), 1u);
+	ASSERT_EQ(dms_dev_io_async(a, DMS_IO_READ, 4, 1, buf.data(), sleeps, nullptr), 0);
+	kernel.drain();
+	EXPECT_TRUE(kernel.take_misuse().empty()) << "the work queue is process context";
+}
+
 TEST_F(FakeIoTest, CopyReadsOnceAndWritesEveryDestination)
 {
 	a->write(8, Bytes(2048, 0x5a));

@@ -125,6 +125,39 @@ TEST_F(FakeSchedTest, WaiterSleepsUntilItsConditionHolds)
 	dms_waiter_destroy(w);
 }
 
+// The waiter destroys the waiter (and the flag) the moment it sees the
+// flag set; the waker is still inside wake_after then (its fn lingers a
+// little after the store), and destroy waits for it (without that, the
+// sanitizers see the wake touch freed memory).
+TEST_F(FakeSchedTest, WakeAfterLetsTheWaiterFreeEverythingAtOnce)
+{
+	for (int i = 0; i < 100; i++) {
+		dms_waiter* w = dms_waiter_create();
+		ASSERT_NE(w, nullptr);
+		auto* flag = new std::atomic<int>(0);
+		std::thread waker([w, flag] {
+			dms_waiter_wake_after(
+				w,
+				[](void* ctx) {
+					static_cast<std::atomic<int>*>(ctx)->store(1);
+					// Busy, not asleep: this is atomic context.
+					const auto until = std::chrono::steady_clock::now() +
+							   std::chrono::microseconds(200);
+					while (std::chrono::steady_clock::now() < until) {
+					}
+				},
+				flag);
+		});
+		// Late, so as to find the flag set while the waker is inside.
+		std::this_thread::sleep_for(std::chrono::microseconds(100));
+		dms_waiter_wait(
+			w, [](void* ctx) { return static_cast<std::atomic<int>*>(ctx)->load(); }, flag);
+		dms_waiter_destroy(w);
+		delete flag;
+		waker.join();
+	}
+}
+
 TEST_F(FakeSchedTest, CreateFailsWithTheAllocator)
 {
 	kernel.fail_allocations_after(0);
