@@ -44,20 +44,42 @@ bool ExceptionTable::erase(ktl::u64 old)
 
 int ExceptionTable::insert(ktl::u64 old, ktl::u64 new_chunk, bool noio)
 {
+	return insert_in_block(old, new_chunk, 1, noio);
+}
+
+int ExceptionTable::insert_run(ktl::u64 old, ktl::u64 new_chunk, ktl::u64 len, bool noio)
+{
+	while (len) {
+		const ktl::u64 n = ktl::min<ktl::u64>(len, ChunkMap::kBlockChunks - (old & (ChunkMap::kBlockChunks - 1)));
+		if (int r = insert_in_block(old, new_chunk, n, noio))
+			return r;
+		old += n;
+		new_chunk += n;
+		len -= n;
+	}
+	return 0;
+}
+
+// Chunks old .. old + n - 1 lie in one aligned block, so in one stripe:
+// one lock for all of them, dropped only to grow the map.
+int ExceptionTable::insert_in_block(ktl::u64 old, ktl::u64 new_chunk, ktl::u64 n, bool noio)
+{
 	Stripe& s = stripe(old);
+	ktl::u64 done = 0;
 	for (;;) {
 		ktl::size_t want_singles, want_blocks;
 		bool grow_singles, grow_blocks;
 		{
 			ktl::SpinGuard g(s.lock);
-			switch (s.complete.try_insert(old, new_chunk)) {
-			case ChunkMap::InsertResult::kInserted:
-				return 0;
-			case ChunkMap::InsertResult::kDuplicate:
-				return -DMS_EEXIST;
-			case ChunkMap::InsertResult::kNeedMemory:
-				break;
+			for (; done < n; done++) {
+				const ChunkMap::InsertResult r = s.complete.try_insert(old + done, new_chunk + done);
+				if (r == ChunkMap::InsertResult::kDuplicate)
+					return -DMS_EEXIST;
+				if (r == ChunkMap::InsertResult::kNeedMemory)
+					break;
 			}
+			if (done == n)
+				return 0;
 			want_singles = s.complete.needed_single_capacity();
 			want_blocks = s.complete.needed_block_capacity();
 			grow_singles = want_singles > s.complete.single_capacity();

@@ -58,6 +58,41 @@ public:
 	// grows the stripe's map outside it.  -ENOMEM, or -EEXIST for a chunk
 	// that already has one (a corrupt COW device, at activation).
 	int insert(ktl::u64 old, ktl::u64 new_chunk, bool noio);
+	// The same for a run: old + i -> new_chunk + i for i < len, with one
+	// lock per aligned block of chunks rather than one per exception
+	// (activation loads runs of consecutive exceptions).  On an error,
+	// the chunks before the failing one stay inserted.
+	int insert_run(ktl::u64 old, ktl::u64 new_chunk, ktl::u64 len, bool noio);
+
+	// Gathers exceptions loaded in order into runs for insert_run():
+	// add() them one by one, then flush() once.  Errors as insert's, from
+	// add() or flush(), possibly for an earlier exception of the run.
+	class RunLoader {
+	public:
+		explicit RunLoader(ExceptionTable& table) : table_(table) {}
+		int add(ktl::u64 old, ktl::u64 new_chunk)
+		{
+			if (len_ && old == old_ + len_ && new_chunk == new_ + len_) {
+				len_++;
+				return 0;
+			}
+			const int r = flush();
+			old_ = old;
+			new_ = new_chunk;
+			len_ = 1;
+			return r;
+		}
+		int flush()
+		{
+			const ktl::u64 len = len_;
+			len_ = 0;
+			return len ? table_.insert_run(old_, new_, len, false) : 0;
+		}
+
+	private:
+		ExceptionTable& table_;
+		ktl::u64 old_ = 0, new_ = 0, len_ = 0;
+	};
 
 	// Removes the completed exception of `old` (merge); takes the stripe
 	// lock.  False if there is none.
@@ -84,6 +119,7 @@ public:
 
 private:
 	static void compact_stripe(Stripe& s);
+	int insert_in_block(ktl::u64 old, ktl::u64 new_chunk, ktl::u64 n, bool noio);
 
 	// By 64-chunk block, so that a run of consecutive exceptions lands
 	// in one ChunkMap and packs into its blocks.

@@ -153,11 +153,14 @@ int Snapshot::load_store(const StoreOpenParams& params, const char** error)
 	if (int r = PersistentStore::open(params, &pstore_, error))
 		return r;
 	chunk_sectors_ = pstore_->chunk_sectors();
+	// Runs of consecutive exceptions (what sequential writes leave) go
+	// in a block's worth at a time.
+	ExceptionTable::RunLoader runs(table_);
 	int r = pstore_->load(
-		[this](ktl::u64 old_chunk, ktl::u64 new_chunk) {
-			return table_.insert(old_chunk, new_chunk, false);
-		},
+		[&runs](ktl::u64 old_chunk, ktl::u64 new_chunk) { return runs.add(old_chunk, new_chunk); },
 		error);
+	if (!r && (r = runs.flush()))
+		*error = errors::kMetadataNoMemory;
 	if (r == -DMS_EEXIST)
 		*error = errors::kMetadataDuplicate;
 	if (r)

@@ -171,6 +171,79 @@ TEST_F(ExceptionTableTest, InsertThatCannotGrowFailsAndChangesNothing)
 	EXPECT_EQ(lookup(table, 77), 5u);
 }
 
+// A run crossing block boundaries (and so stripes) lands exactly as the
+// same exceptions inserted one by one: same mappings, same memory.
+TEST_F(ExceptionTableTest, RunsLandAsTheirExceptionsOneByOne)
+{
+	ExceptionTable by_run, by_one;
+	ASSERT_EQ(by_run.init(), 0);
+	ASSERT_EQ(by_one.init(), 0);
+	// 1000 chunks from 37 (neither end aligned), COW jumping by one
+	// after 300 (a metadata chunk), and a second run after a gap.
+	struct Run {
+		std::uint64_t old, cow, len;
+	} runs[] = {{37, 2, 300}, {337, 303, 700}, {5000, 1003, 64}};
+	for (const Run& r : runs) {
+		ASSERT_EQ(by_run.insert_run(r.old, r.cow, r.len, false), 0);
+		for (std::uint64_t i = 0; i < r.len; i++)
+			ASSERT_EQ(by_one.insert(r.old + i, r.cow + i, false), 0);
+	}
+	for (std::uint64_t c = 0; c < 6000; c++)
+		ASSERT_EQ(lookup(by_run, c), lookup(by_one, c)) << c;
+	EXPECT_EQ(lookup(by_run, 36), ChunkMap::kNone);
+	EXPECT_EQ(lookup(by_run, 337), 303u);
+	EXPECT_EQ(by_run.count(), 1064u);
+	EXPECT_EQ(by_run.memory_bytes(), by_one.memory_bytes());
+}
+
+// A run meeting an exception already there stops at it: the chunks before
+// it are in, the rest not, and the error is -EEXIST.  A run that cannot
+// grow a map stops there with -ENOMEM.
+TEST_F(ExceptionTableTest, RunStopsAtADuplicateOrWhenItCannotGrow)
+{
+	ExceptionTable table;
+	ASSERT_EQ(table.init(), 0);
+	ASSERT_EQ(table.insert(110, 999, false), 0);
+	EXPECT_EQ(table.insert_run(100, 2, 20, false), -EEXIST);
+	for (std::uint64_t c = 100; c < 110; c++)
+		EXPECT_EQ(lookup(table, c), 2 + c - 100) << c;
+	EXPECT_EQ(lookup(table, 110), 999u);
+	EXPECT_EQ(lookup(table, 111), ChunkMap::kNone);
+	EXPECT_EQ(table.count(), 11u);
+
+	// A fresh table: the run's first stripe needs its first memory.
+	ExceptionTable fresh;
+	ASSERT_EQ(fresh.init(), 0);
+	kernel.fail_allocation(1);
+	EXPECT_EQ(fresh.insert_run(1024, 500, 200, false), -ENOMEM);
+	EXPECT_EQ(fresh.count(), 0u);
+	EXPECT_EQ(fresh.insert_run(1024, 500, 200, false), 0);
+	EXPECT_EQ(fresh.count(), 200u);
+	EXPECT_EQ(lookup(fresh, 1024 + 199), 699u);
+}
+
+// RunLoader: exceptions in load order, runs gathered and inserted; what
+// breaks a run (origin or COW not consecutive) starts a new one.
+TEST_F(ExceptionTableTest, RunLoaderGathersConsecutiveExceptions)
+{
+	ExceptionTable table;
+	ASSERT_EQ(table.init(), 0);
+	ExceptionTable::RunLoader loader(table);
+	const std::pair<std::uint64_t, std::uint64_t> loaded[] = {
+		{10, 2}, {11, 3}, {12, 4}, {40, 5}, {41, 7}, {13, 8}, {14, 9}};
+	for (const auto& e : loaded)
+		ASSERT_EQ(loader.add(e.first, e.second), 0);
+	// Nothing of the last run until flush.
+	EXPECT_EQ(lookup(table, 13), ChunkMap::kNone);
+	ASSERT_EQ(loader.flush(), 0);
+	for (const auto& e : loaded)
+		EXPECT_EQ(lookup(table, e.first), e.second) << e.first;
+	EXPECT_EQ(table.count(), 7u);
+	EXPECT_EQ(loader.flush(), 0) << "nothing left";
+	EXPECT_EQ(loader.add(12, 50), 0);
+	EXPECT_EQ(loader.flush(), -EEXIST);
+}
+
 namespace {
 
 // A snapshot activated after random writes: `n` exceptions at random
