@@ -77,8 +77,12 @@ void dms_log(int level, const char *fmt, ...)
 
 /* One dm-io client for the module: its mempools serve every COW device. */
 static struct dm_io_client *io_client;
-/* Runs dms_work items and the deferred dm-io completions. */
+/*
+ * Run dms_work items and the deferred dm-io completions: dms_wq on the CPU
+ * that queues (dms_work_queue), dms_wq_unbound on any (dms_work_queue_away).
+ */
 static struct workqueue_struct *dms_wq;
+static struct workqueue_struct *dms_wq_unbound;
 /* One kcopyd client, throttled by snapshot_copy_throttle. */
 static struct dm_kcopyd_client *kcopyd_client;
 /* dms_copy() contexts: a mempool, because dms_copy() cannot fail. */
@@ -119,6 +123,11 @@ int dms_services_init(void)
 		r = -ENOMEM;
 		goto bad_wq;
 	}
+	dms_wq_unbound = alloc_workqueue("kdmsnapd_u", WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
+	if (!dms_wq_unbound) {
+		r = -ENOMEM;
+		goto bad_wq_unbound;
+	}
 
 	kcopyd_client = dm_kcopyd_client_create(&dm_kcopyd_throttle);
 	if (IS_ERR(kcopyd_client)) {
@@ -129,6 +138,9 @@ int dms_services_init(void)
 
 bad_kcopyd_client:
 	kcopyd_client = NULL;
+	destroy_workqueue(dms_wq_unbound);
+bad_wq_unbound:
+	dms_wq_unbound = NULL;
 	destroy_workqueue(dms_wq);
 bad_wq:
 	dms_wq = NULL;
@@ -141,14 +153,10 @@ bad_io_client:
 	return r;
 }
 
-void dms_shim_queue_work(struct work_struct *work)
-{
-	queue_work(dms_wq, work);
-}
-
 void dms_services_exit(void)
 {
 	dm_kcopyd_client_destroy(kcopyd_client);
+	destroy_workqueue(dms_wq_unbound);
 	destroy_workqueue(dms_wq);
 	mempool_destroy(copy_job_pool);
 	dm_io_client_destroy(io_client);
@@ -423,6 +431,16 @@ void dms_spin_unlock(struct dms_spinlock *l)
 	spin_unlock(&l->lock);
 }
 
+void dms_spin_lock_irqsave(struct dms_spinlock *l, unsigned long *flags)
+{
+	spin_lock_irqsave(&l->lock, *flags);
+}
+
+void dms_spin_unlock_irqrestore(struct dms_spinlock *l, unsigned long flags)
+{
+	spin_unlock_irqrestore(&l->lock, flags);
+}
+
 struct dms_rwsem {
 	struct rw_semaphore sem;
 };
@@ -504,6 +522,11 @@ void dms_work_destroy(struct dms_work *w)
 void dms_work_queue(struct dms_work *w)
 {
 	queue_work(dms_wq, &w->work);
+}
+
+void dms_work_queue_away(struct dms_work *w)
+{
+	queue_work(dms_wq_unbound, &w->work);
 }
 
 struct dms_waiter {

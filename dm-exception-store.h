@@ -6,11 +6,7 @@
 #ifndef DM_SNAP_EXCEPTION_STORE_SHIM_H
 #define DM_SNAP_EXCEPTION_STORE_SHIM_H
 
-struct work_struct;
-
 int dms_services_init(void);
 void dms_services_exit(void);
-/* The module's work queue, for completions that must leave irq context. */
-void dms_shim_queue_work(struct work_struct *work);
 
 #endif

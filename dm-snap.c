@@ -162,8 +162,6 @@ struct dms_bio_hook {
 	void *private;
 	dms_io_done_fn fn;
 	void *ctx;
-	struct work_struct work;
-	int error;
 };
 
 /*
@@ -232,28 +230,19 @@ void dms_bio_submit(struct dms_bio *b)
 	submit_bio_noacct(to_bio(b));
 }
 
-/* Process context: the core's completion may take its locks. */
-static void dms_bio_hook_work(struct work_struct *work)
-{
-	struct dms_bio_hook *hook = container_of(work, struct dms_bio_hook, work);
-
-	hook->fn(hook->ctx, hook->error);
-}
-
 /*
  * As in-tree full_bio_end_io(): report the completion and leave the bio
  * alone; it still belongs to the core, which ends it with dms_bio_endio()
- * (only after fn has run, so the hook in its per-bio data outlives the
- * work item).  Bio completion may run in interrupt context: hand over to
- * the work queue, as in-tree hands over to kcopyd's thread.
+ * (only after fn has run).  fn runs here, in the bio's completion context
+ * (possibly an interrupt): the core only records the completion and queues
+ * its commit work, which saves the work-queue hop in-tree makes through
+ * kcopyd's thread.
  */
 static void dms_bio_hooked_end_io(struct bio *bio)
 {
 	struct dms_bio_hook *hook = bio->bi_private;
 
-	hook->error = blk_status_to_errno(bio->bi_status);
-	INIT_WORK(&hook->work, dms_bio_hook_work);
-	dms_shim_queue_work(&hook->work);
+	hook->fn(hook->ctx, blk_status_to_errno(bio->bi_status));
 }
 
 /* As in-tree start_full_bio(). */

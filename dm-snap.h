@@ -167,8 +167,12 @@ void dms_zero(struct dms_dev *dev, dms_sector_t sector, dms_sector_t count,
 /*
  * Locks.  Sizes vary with the kernel configuration (lockdep), so the shim
  * allocates them; the core holds pointers.  create may sleep (GFP_KERNEL)
- * and returns 0 on failure; destroy accepts 0.  Spinlocks are taken with
- * interrupts enabled and never from interrupt context.  Each spinlock
+ * and returns 0 on failure; destroy accepts 0.  dms_spin_lock() is taken
+ * with interrupts enabled and never from interrupt context; a lock also
+ * taken in bio completion context (an interrupt, maybe) is always taken
+ * with dms_spin_lock_irqsave(), and no other lock is taken while it is
+ * held (lockdep: an irq-safe lock must not depend on an irq-unsafe one).
+ * A class is taken one way or the other, never both.  Each spinlock
  * belongs to a lockdep class the core names, so that nesting locks of
  * different classes (a stripe, then the allocator) is not taken for
  * recursion; two locks of one class are never held together.
@@ -176,7 +180,7 @@ void dms_zero(struct dms_dev *dev, dms_sector_t sector, dms_sector_t count,
 enum dms_lock_class {
 	DMS_LOCK_STRIPE = 0,	/* exception-table stripes */
 	DMS_LOCK_ALLOC = 1,	/* COW allocation, nested in a stripe lock */
-	DMS_LOCK_COMMIT = 2,	/* completed-copy queue */
+	DMS_LOCK_COMMIT = 2,	/* completed-copy queue (irqsave) */
 	DMS_LOCK_MERGE = 3,	/* merging range and held writes, in a stripe lock */
 	DMS_LOCK_CLASSES = 4,
 };
@@ -185,6 +189,8 @@ struct dms_spinlock *dms_spinlock_create(unsigned int dms_lock_class);
 void dms_spinlock_destroy(struct dms_spinlock *l);
 void dms_spin_lock(struct dms_spinlock *l);
 void dms_spin_unlock(struct dms_spinlock *l);
+void dms_spin_lock_irqsave(struct dms_spinlock *l, unsigned long *flags);
+void dms_spin_unlock_irqrestore(struct dms_spinlock *l, unsigned long flags);
 
 struct dms_rwsem;	/* sleeping reader/writer lock */
 struct dms_rwsem *dms_rwsem_create(void);
@@ -195,20 +201,26 @@ void dms_down_write(struct dms_rwsem *l);
 void dms_up_write(struct dms_rwsem *l);
 
 /*
- * Work items on the module's work queue (WQ_MEM_RECLAIM: metadata commits
+ * Work items on the module's work queues (WQ_MEM_RECLAIM: metadata commits
  * must make progress under memory pressure).  create may sleep
- * (GFP_KERNEL) and returns 0 on failure.  Queuing an already queued item
- * (not yet started) is a no-op; queuing a running item runs it once more.
- * queue never sleeps.  destroy (cancel_work_sync) drops a queued instance
- * that has not started, waits for a running one to finish, and stops one
- * that queues itself; it sleeps, so never call it from the item's own fn.
- * destroy accepts 0.
+ * (GFP_KERNEL) and returns 0 on failure.  dms_work_queue() runs the item
+ * on the CPU that queues it (a bound queue: it runs when that CPU's
+ * current work sleeps, in the same worker pool); dms_work_queue_away() on
+ * any CPU (an unbound queue: it can overlap the queuing thread).  Queuing
+ * an already queued item (not yet started) is a no-op; queuing a running
+ * item runs it once more.  An item queued one way while it runs after
+ * being queued the other way may run twice at once: the core serializes
+ * such items itself.  Both never sleep and may be called in any context.
+ * destroy (cancel_work_sync) drops a queued instance that has not started,
+ * waits for a running one to finish, and stops one that queues itself; it
+ * sleeps, so never call it from the item's own fn.  destroy accepts 0.
  */
 struct dms_work;
 typedef void (*dms_work_fn)(void *ctx);
 struct dms_work *dms_work_create(dms_work_fn fn, void *ctx);
 void dms_work_destroy(struct dms_work *w);
 void dms_work_queue(struct dms_work *w);
+void dms_work_queue_away(struct dms_work *w);
 
 /*
  * Event counters: a sleeping wait for a condition the core re-checks.
@@ -312,9 +324,10 @@ void dms_bio_submit(struct dms_bio *bio);
 void dms_bio_endio(struct dms_bio *bio, int error);
 /*
  * Submits a remapped bio (submit_bio_noacct; process context); when its
- * I/O completes, calls fn(ctx, error) from the module's work queue
- * (process context) instead of ending it.  The core ends it later with
- * dms_bio_endio(), not before fn has been called.
+ * I/O completes, calls fn(ctx, error) instead of ending it, in the bio's
+ * completion context: any context, possibly an interrupt, possibly inside
+ * the submission (fn must not sleep, and takes only irqsave locks).  The
+ * core ends it later with dms_bio_endio(), not before fn has been called.
  */
 void dms_bio_submit_hooked(struct dms_bio *bio, dms_io_done_fn fn, void *ctx);
 

@@ -128,8 +128,13 @@ private:
 
 	// Commit side.
 	// A copied run (first and its run_next chain), error 0 or -errno.
-	void pending_copied(Pending* first, int error);
+	// Any context (a bio completion, maybe an interrupt); from_submitter:
+	// the commit should run on another CPU than this one.
+	void pending_copied(Pending* first, int error, bool from_submitter);
+	void request_commit_locked(bool away);
 	static void commit_work(void* ctx);
+	// The committer: commits what is ready until nothing is, whoever calls
+	// it (work item on either queue, or the destructor); one at a time.
 	void commit_ready();
 	// Ends pe's wait; the origin writes it held go onto *retry.
 	void complete_pending(Pending* pe, bool ok, BioList* retry);
@@ -187,6 +192,12 @@ private:
 	ktl::u64 next_commit_seq_ = 0;		// commit worker only
 	ktl::Atomic<ktl::u64> committed_seq_{0};	// all below are complete
 	dms_work* commit_work_ = nullptr;
+	// Who commits: nobody, a queued work item, or a running committer
+	// (told to look again by a request that came while it ran).  The work
+	// item may be queued on either work queue, so two instances may
+	// start at once.  Under commit_lock_.
+	enum class Committer { kIdle, kQueued, kRunning, kRunAgain };
+	Committer committer_ = Committer::kIdle;
 
 	// Invalidation of a persistent snapshot: origin writes are parked
 	// until the header saying so is on disk.  Under commit_lock_.

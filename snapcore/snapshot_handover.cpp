@@ -65,13 +65,13 @@ void Snapshot::resume()
 
 void Snapshot::park(PerBio* pb)
 {
-	ktl::SpinGuard g(commit_lock_);
+	ktl::IrqSpinGuard g(commit_lock_);
 	parked_.push(pb);
 }
 
 void Snapshot::take_parked(BioList* out)
 {
-	ktl::SpinGuard g(commit_lock_);
+	ktl::IrqSpinGuard g(commit_lock_);
 	*out = parked_.take();
 }
 
@@ -100,7 +100,7 @@ void Snapshot::take_over(Snapshot* src)
 	valid_.store(src->valid_.load());
 	overflow_.store(src->overflow_.load());
 	{
-		ktl::SpinGuard g(src->commit_lock_);
+		ktl::IrqSpinGuard g(src->commit_lock_);
 		header_ = src->header_;
 	}
 	handover_dest_ = false;

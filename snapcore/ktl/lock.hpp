@@ -18,6 +18,20 @@ private:
 	dms_spinlock* l_;
 };
 
+// For a lock also taken in bio completion context (possibly an interrupt):
+// interrupts stay off while it is held.
+class [[nodiscard]] IrqSpinGuard {
+public:
+	explicit IrqSpinGuard(dms_spinlock* l) : l_(l) { dms_spin_lock_irqsave(l_, &flags_); }
+	~IrqSpinGuard() { dms_spin_unlock_irqrestore(l_, flags_); }
+	IrqSpinGuard(const IrqSpinGuard&) = delete;
+	IrqSpinGuard& operator=(const IrqSpinGuard&) = delete;
+
+private:
+	dms_spinlock* l_;
+	unsigned long flags_ = 0;
+};
+
 class [[nodiscard]] ReadGuard {
 public:
 	explicit ReadGuard(dms_rwsem* l) : l_(l) { dms_down_read(l_); }

@@ -433,7 +433,15 @@ void dms_bio_submit_hooked(dms_bio* bio, dms_io_done_fn fn, void* ctx)
 {
 	fake::might_sleep("dms_bio_submit_hooked");
 	const int r = bio_io(bio);
-	FakeKernel::instance().module_wq().run([fn, ctx, r] { fn(ctx, r); });
+	// Completion context: an interrupt, or the submitter's own.
+	auto done = [fn, ctx, r] {
+		fake::AtomicContext atomic;
+		fn(ctx, r);
+	};
+	if (bio->dev->defer_atomic_completions)
+		FakeKernel::instance().kcopyd_wq().run(done);
+	else
+		done();
 }
 
 }  // extern "C"

@@ -36,7 +36,9 @@ FakeKernel& FakeKernel::instance()
 }
 
 FakeKernel::FakeKernel()
-    : module_wq_(std::make_unique<WorkQueue>()), kcopyd_wq_(std::make_unique<WorkQueue>())
+    : module_wq_(std::make_unique<WorkQueue>()),
+      away_wq_(std::make_unique<WorkQueue>()),
+      kcopyd_wq_(std::make_unique<WorkQueue>())
 {
 }
 
@@ -74,21 +76,30 @@ void FakeKernel::reset()
 	fail_after_.reset();
 	cow_threshold = 2048;
 	merge_batch = 64;
+	classes_plain_ = 0;
+	classes_irqsave_ = 0;
 }
 
-// Completions on one queue may queue work on the other (a copy completion
-// queues a commit): done when both were idle in one pass.
+// Completions on one queue may queue work on another (a copy completion
+// queues a commit): done when all were idle in one pass.
 void FakeKernel::drain()
 {
-	// Both idle when looked at is not enough: a kcopyd completion that
+	// All idle when looked at is not enough: a kcopyd completion that
 	// ends after the module queue was checked may have queued module
 	// work.  Any job queued during the pass shows in the counts.
+	WorkQueue* queues[] = {module_wq_.get(), away_wq_.get(), kcopyd_wq_.get()};
+	auto queued = [&queues] {
+		unsigned long n = 0;
+		for (WorkQueue* q : queues)
+			n += q->queued();
+		return n;
+	};
 	for (;;) {
-		const unsigned long before = module_wq_->queued() + kcopyd_wq_->queued();
-		const bool module_idle = module_wq_->drain();
-		const bool kcopyd_idle = kcopyd_wq_->drain();
-		if (module_idle && kcopyd_idle &&
-		    module_wq_->queued() + kcopyd_wq_->queued() == before)
+		const unsigned long before = queued();
+		bool idle = true;
+		for (WorkQueue* q : queues)
+			idle = q->drain() && idle;
+		if (idle && queued() == before)
 			return;
 	}
 }
@@ -111,6 +122,13 @@ void FakeKernel::run_spin_lock_hook(unsigned int lock_class)
 	}
 	if (fn)
 		fn(lock_class);
+}
+
+bool FakeKernel::note_spin_class_mode(unsigned int lock_class, bool irqsave)
+{
+	const unsigned int bit = 1u << lock_class;
+	(irqsave ? classes_irqsave_ : classes_plain_).fetch_or(bit);
+	return !((irqsave ? classes_plain_ : classes_irqsave_).load() & bit);
 }
 
 void FakeKernel::fail_allocation(unsigned long nth)

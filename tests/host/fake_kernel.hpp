@@ -64,9 +64,10 @@ struct dms_dev {
 	std::atomic<dms_sector_t> size{0};	// sectors
 	std::atomic<bool> fail_reads{false};
 	std::atomic<bool> fail_writes{false};
-	// DMS_IO_DONE_ATOMIC completions of dms_dev_io_async: in submission,
-	// as a ramdisk does (false), or later on another thread, as from an
-	// interrupt (true).  Atomic context either way.
+	// DMS_IO_DONE_ATOMIC completions of dms_dev_io_async and completions
+	// of hooked bios: in submission, as a ramdisk does (false), or later
+	// on another thread, as from an interrupt (true).  Atomic context
+	// either way.
 	std::atomic<bool> defer_atomic_completions{false};
 	unsigned int holders = 0;	// gets not yet put, over all targets
 
@@ -260,9 +261,14 @@ public:
 	// reset().
 	void set_spin_lock_hook(std::function<void(unsigned int lock_class)> fn);
 	void run_spin_lock_hook(unsigned int lock_class);
+	// Records how a spinlock class is taken (irqsave or not); false if
+	// it was taken the other way before (until reset()).
+	bool note_spin_class_mode(unsigned int lock_class, bool irqsave);
 
 	// The module's work queue (work items, I/O completions) and kcopyd's.
 	WorkQueue& module_wq() { return *module_wq_; }
+	// dms_work_queue_away(): another thread, as an unbound queue.
+	WorkQueue& away_wq() { return *away_wq_; }
 	WorkQueue& kcopyd_wq() { return *kcopyd_wq_; }
 
 	// The dms_* entry points, reached through the C functions.
@@ -303,6 +309,7 @@ private:
 	std::optional<unsigned long> fail_only_;
 	std::optional<unsigned long> fail_after_;
 	std::unique_ptr<WorkQueue> module_wq_;
+	std::unique_ptr<WorkQueue> away_wq_;
 	std::unique_ptr<WorkQueue> kcopyd_wq_;
 
 	struct HeldCopy {
@@ -317,6 +324,8 @@ private:
 	std::atomic<unsigned int> sleepers_{0};
 	std::atomic<bool> has_spin_hook_{false};
 	std::function<void(unsigned int)> spin_hook_;	// under lock_
+	std::atomic<unsigned int> classes_plain_{0};	// bit per class
+	std::atomic<unsigned int> classes_irqsave_{0};
 	std::atomic<unsigned long> msleeps_{0};
 };
 

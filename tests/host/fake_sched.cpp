@@ -37,6 +37,8 @@ namespace {
 thread_local std::vector<unsigned int> t_spin_classes;
 // Depth of AtomicContext on the calling thread.
 thread_local unsigned int t_atomic_depth = 0;
+// irqsave spinlocks the calling thread holds.
+thread_local unsigned int t_irqsave_depth = 0;
 
 }  // namespace
 
@@ -86,9 +88,9 @@ void WorkQueue::queue(dms_work* w)
 {
 	{
 		std::lock_guard<std::mutex> guard(lock_);
-		if (w->queued || w->cancelled)
+		WorkQueue* none = nullptr;
+		if (w->cancelled || !w->queued_on.compare_exchange_strong(none, this))
 			return;
-		w->queued = true;
 		jobs_.push_back({w, nullptr});
 		queued_++;
 	}
@@ -98,18 +100,18 @@ void WorkQueue::queue(dms_work* w)
 void WorkQueue::cancel_sync(dms_work* w)
 {
 	std::unique_lock<std::mutex> guard(lock_);
-	if (w->running && std::this_thread::get_id() == thread_.get_id()) {
+	if (current_ == w && std::this_thread::get_id() == thread_.get_id()) {
 		guard.unlock();
 		FakeKernel::instance().report_misuse("dms_work_destroy() from the item's own fn");
 		return;
 	}
 	w->cancelled = true;
-	if (w->queued) {
+	if (w->queued_on.load() == this) {
 		jobs_.erase(std::find_if(jobs_.begin(), jobs_.end(),
 					 [w](const Job& j) { return j.work == w; }));
-		w->queued = false;
+		w->queued_on = nullptr;
 	}
-	changed_.wait(guard, [w] { return !w->running; });
+	changed_.wait(guard, [this, w] { return current_ != w; });
 }
 
 bool WorkQueue::drain()
@@ -131,8 +133,8 @@ void WorkQueue::worker()
 		jobs_.pop_front();
 		busy_ = true;
 		if (job.work) {
-			job.work->queued = false;
-			job.work->running = true;
+			job.work->queued_on = nullptr;
+			current_ = job.work;
 		}
 		guard.unlock();
 		if (job.work)
@@ -144,11 +146,47 @@ void WorkQueue::worker()
 			t_spin_classes.clear();
 		}
 		guard.lock();
-		if (job.work)
-			job.work->running = false;
+		current_ = nullptr;
 		busy_ = false;
 		changed_.notify_all();
 	}
+}
+
+// As lockdep: a class is taken with interrupts disabled (irqsave, also
+// from interrupt context) or plainly, never both; a plain lock is never
+// taken in interrupt context or while an irqsave lock is held.
+static void spin_lock_checked(dms_spinlock* l, bool irqsave)
+{
+	auto& kernel = FakeKernel::instance();
+	kernel.run_spin_lock_hook(l->lock_class);
+	auto& held = t_spin_classes;
+	if (std::find(held.begin(), held.end(), l->lock_class) != held.end())
+		kernel.report_misuse("two spinlocks of class " + std::to_string(l->lock_class) +
+				     " held together");
+	if (!kernel.note_spin_class_mode(l->lock_class, irqsave))
+		kernel.report_misuse("spinlock class " + std::to_string(l->lock_class) +
+				     " taken both with and without irqsave");
+	if (!irqsave && t_atomic_depth)
+		kernel.report_misuse("dms_spin_lock() in interrupt context");
+	if (!irqsave && t_irqsave_depth)
+		kernel.report_misuse("dms_spin_lock() with an irqsave lock held");
+	l->m.lock();
+	held.push_back(l->lock_class);
+	if (irqsave)
+		t_irqsave_depth++;
+}
+
+static void spin_unlock_checked(dms_spinlock* l, bool irqsave)
+{
+	auto& held = t_spin_classes;
+	auto it = std::find(held.rbegin(), held.rend(), l->lock_class);
+	if (it == held.rend())
+		FakeKernel::instance().report_misuse("spin unlock of a lock not held");
+	else
+		held.erase(std::next(it).base());
+	if (irqsave)
+		t_irqsave_depth--;
+	l->m.unlock();
 }
 
 }  // namespace fake
@@ -170,24 +208,25 @@ void dms_spinlock_destroy(dms_spinlock* l)
 
 void dms_spin_lock(dms_spinlock* l)
 {
-	FakeKernel::instance().run_spin_lock_hook(l->lock_class);
-	auto& held = fake::t_spin_classes;
-	if (std::find(held.begin(), held.end(), l->lock_class) != held.end())
-		FakeKernel::instance().report_misuse("two spinlocks of class " +
-						     std::to_string(l->lock_class) + " held together");
-	l->m.lock();
-	held.push_back(l->lock_class);
+	fake::spin_lock_checked(l, false);
 }
 
 void dms_spin_unlock(dms_spinlock* l)
 {
-	auto& held = fake::t_spin_classes;
-	auto it = std::find(held.rbegin(), held.rend(), l->lock_class);
-	if (it == held.rend())
-		FakeKernel::instance().report_misuse("dms_spin_unlock() of a lock not held");
-	else
-		held.erase(std::next(it).base());
-	l->m.unlock();
+	fake::spin_unlock_checked(l, false);
+}
+
+void dms_spin_lock_irqsave(dms_spinlock* l, unsigned long* flags)
+{
+	fake::spin_lock_checked(l, true);
+	*flags = 0x200;	// what the caller must hand back
+}
+
+void dms_spin_unlock_irqrestore(dms_spinlock* l, unsigned long flags)
+{
+	if (flags != 0x200)
+		FakeKernel::instance().report_misuse("dms_spin_unlock_irqrestore() with foreign flags");
+	fake::spin_unlock_checked(l, true);
 }
 
 dms_rwsem* dms_rwsem_create(void)
@@ -234,13 +273,20 @@ void dms_work_destroy(dms_work* w)
 	if (!w)
 		return;
 	fake::might_sleep("dms_work_destroy");
+	// cancelled is set by the first: the item cannot move to the other.
 	FakeKernel::instance().module_wq().cancel_sync(w);
+	FakeKernel::instance().away_wq().cancel_sync(w);
 	FakeKernel::instance().destroy(w);
 }
 
 void dms_work_queue(dms_work* w)
 {
 	FakeKernel::instance().module_wq().queue(w);
+}
+
+void dms_work_queue_away(dms_work* w)
+{
+	FakeKernel::instance().away_wq().queue(w);
 }
 
 dms_waiter* dms_waiter_create(void)

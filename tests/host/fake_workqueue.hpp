@@ -12,14 +12,20 @@
 
 #include "dm-snap.h"
 
-// A work item; its flags are guarded by the lock of the queue it runs on.
+namespace fake {
+class WorkQueue;
+}
+
+// A work item.
 struct dms_work {
 	dms_work(dms_work_fn f, void* c) : fn(f), ctx(c) {}
 	dms_work_fn fn;
 	void* ctx;
-	bool queued = false;	// waiting to start
-	bool running = false;
-	bool cancelled = false;	// being destroyed: queueing is ignored
+	// The queue it waits on to start, if any: one at a time, as the
+	// kernel's pending bit.  It may run on two queues at once (queued on
+	// one while running on the other), as on two kernel work queues.
+	std::atomic<fake::WorkQueue*> queued_on{nullptr};
+	std::atomic<bool> cancelled{false};	// being destroyed: queueing is ignored
 };
 
 namespace fake {
@@ -54,6 +60,7 @@ private:
 	std::condition_variable changed_;
 	std::deque<Job> jobs_;
 	bool busy_ = false;
+	dms_work* current_ = nullptr;	// the item the worker runs
 	std::atomic<unsigned long> queued_{0};
 	bool stop_ = false;
 	std::thread thread_;	// last: starts once the rest is set up

@@ -135,6 +135,40 @@ TEST_F(CommitOrderTest, MetadataOnlyEverHoldsAPrefixOfTheAllocationOrder)
 	EXPECT_EQ(wait_all(bios), 0);
 }
 
+// Snapshot writes completing in "interrupts" ask for the commit on the
+// other work queue (dms_work_queue_away), copies by kcopyd on the module's
+// own: two committers could start at once.  One commits, the other only
+// tells it to look again, so the metadata still only ever holds a prefix
+// of the allocation order, and everything gets committed.
+TEST_F(CommitOrderTest, CommitsAskedForOnBothWorkQueuesStayInAllocationOrder)
+{
+	auto snap = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");
+	auto o = origin_target();
+	cow->defer_atomic_completions = true;
+	constexpr unsigned int kPairs = 60;
+	std::vector<std::uint64_t> chunks;	// in allocation order
+	std::vector<dms_bio*> bios;
+	for (unsigned int i = 0; i < kPairs; i++) {
+		const std::uint64_t mine = 100 + i, theirs = i;
+		for (dms_bio* b : io_snapshot(snap, mine * 8, 8, DMS_BIO_WRITE, pattern(3, mine * 8, 8)))
+			bios.push_back(b);
+		chunks.push_back(mine);
+		for (dms_bio* b : write_chunks(o, {theirs}))
+			bios.push_back(b);
+		chunks.push_back(theirs);
+	}
+	ASSERT_EQ(wait_all(bios), 0);
+	kernel.drain();
+
+	const Exceptions order = allocated(chunks);
+	expect_prefixes(*cow, order);
+	EXPECT_EQ(decode_area(cow->read(8, 8)), order);
+	for (unsigned int i = 0; i < kPairs; i++) {
+		EXPECT_EQ(read_snapshot(snap, (100 + i) * 8, 8), pattern(3, (100 + i) * 8, 8));
+		EXPECT_EQ(origin->read(i * 8, 8), pattern(2, i * 8, 8));
+	}
+}
+
 TEST_F(CommitOrderTest, CompletionsReadyTogetherCommitInOneAreaWrite)
 {
 	auto snap = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");

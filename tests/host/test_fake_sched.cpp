@@ -200,6 +200,49 @@ TEST_F(FakeSchedTest, TwoLocksOfOneClassIsMisuse)
 	dms_spinlock_destroy(a);
 }
 
+// What lockdep would say of a lock taken in an interrupt: it must be an
+// irqsave lock, its class is never taken plainly, and nothing irq-unsafe
+// nests inside it.
+TEST_F(FakeSchedTest, IrqsaveLocksFollowLockdepRules)
+{
+	dms_spinlock* commit = dms_spinlock_create(DMS_LOCK_COMMIT);
+	dms_spinlock* stripe = dms_spinlock_create(DMS_LOCK_STRIPE);
+	unsigned long flags = 0;
+	{
+		fake::AtomicContext irq;
+		dms_spin_lock_irqsave(commit, &flags);
+		dms_spin_unlock_irqrestore(commit, flags);
+	}
+	// An irq-unsafe lock outside an irq-safe one is fine.
+	dms_spin_lock(stripe);
+	dms_spin_lock_irqsave(commit, &flags);
+	dms_spin_unlock_irqrestore(commit, flags);
+	dms_spin_unlock(stripe);
+	EXPECT_TRUE(kernel.take_misuse().empty());
+
+	{
+		fake::AtomicContext irq;
+		dms_spin_lock(stripe);
+		dms_spin_unlock(stripe);
+	}
+	EXPECT_EQ(kernel.take_misuse(),
+		  (std::vector<std::string>{"dms_spin_lock() in interrupt context"}));
+
+	dms_spin_lock_irqsave(commit, &flags);
+	dms_spin_lock(stripe);
+	dms_spin_unlock(stripe);
+	dms_spin_unlock_irqrestore(commit, flags);
+	EXPECT_EQ(kernel.take_misuse(),
+		  (std::vector<std::string>{"dms_spin_lock() with an irqsave lock held"}));
+
+	dms_spin_lock(commit);
+	dms_spin_unlock(commit);
+	EXPECT_EQ(kernel.take_misuse(),
+		  (std::vector<std::string>{"spinlock class 2 taken both with and without irqsave"}));
+	dms_spinlock_destroy(stripe);
+	dms_spinlock_destroy(commit);
+}
+
 TEST_F(FakeSchedTest, SleepingUnderASpinlockIsMisuse)
 {
 	dms_spinlock* l = dms_spinlock_create(DMS_LOCK_COMMIT);
