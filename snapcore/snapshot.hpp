@@ -128,9 +128,9 @@ private:
 
 	// Commit side.
 	// A copied run (first and its run_next chain), error 0 or -errno.
-	// Any context (a bio completion, maybe an interrupt); from_submitter:
-	// the commit should run on another CPU than this one.
-	void pending_copied(Pending* first, int error, bool from_submitter);
+	// Any context (a bio completion, maybe an interrupt); away: the
+	// commit should run on any CPU rather than this one.
+	void pending_copied(Pending* first, int error, bool away);
 	void request_commit_locked(bool away);
 	static void commit_work(void* ctx);
 	// The committer: commits what is ready until nothing is, whoever calls

@@ -45,17 +45,22 @@
 // Only then are the waiting bios released: snapshot I/O remapped to the
 // COW device, origin writes re-run.
 //
-// Where the committer runs.  A copy completes in kcopyd's worker: its
-// commit is queued on the module's bound work queue, the same CPU, where
-// it follows kcopyd's work in one worker pool.  A full-chunk snapshot
-// write completes in its bio's completion context, which the core only
-// uses to record it (an irq-safe lock, no sleeping): that is often the
-// submitting thread itself (a ramdisk, a device completing at once), so
-// its commit goes to the unbound queue and overlaps the submitter instead
-// of waiting for it to sleep.  Measured with scripts/bench against the
-// bound-only build: snapshot random writes (W5) 1.86x; an unbound queue
-// for kcopyd's commits too made single-job random origin writes slower
-// (0.83x), cross-CPU wake-ups on a path that was already pipelined.
+// Where the committer runs.  A full-chunk snapshot write completes in its
+// bio's completion context, which the core only uses to record it (an
+// irq-safe lock, no sleeping): that is often the submitting thread itself
+// (a ramdisk, a device completing at once), so its commit goes to the
+// unbound queue and overlaps the submitter instead of waiting for it to
+// sleep.  A copy completes in kcopyd's worker.  The commit of a run of
+// several chunks (many exceptions to insert, a large origin write to
+// re-run) goes to the unbound queue too, overlapping kcopyd's next copy;
+// the commit of a single chunk is queued on the bound queue, the same CPU,
+// where it follows kcopyd's work in one worker pool: for so little work a
+// cross-CPU wake-up costs more than it saves.  Measured with scripts/bench
+// (A/B against the build before each step, 5-7 rounds): snapshot random
+// writes (W5) 1.86x; runs committed away: sequential origin writes with
+// 4 KiB chunks (W1-4k) 1.70x, with 4 snapshots (W3) 1.26x, 64 KiB chunks
+// 1.14x; single chunks committed away as well made single-job random
+// origin writes slower (0.83x).
 //
 // Failure.  A copy or metadata error, a full COW device on an origin write,
 // or a failed allocation invalidates the snapshot: valid is cleared, the
@@ -485,11 +490,14 @@ void Snapshot::copy_done(void* ctx, int read_error, unsigned long write_error_ma
 	// it is: read what is needed first.
 	const unsigned int n = leader->job_count;
 	Pending* members[DMS_COPY_MAX_DESTS];
-	for (unsigned int i = 0; i < n; i++)
+	bool runs[DMS_COPY_MAX_DESTS];
+	for (unsigned int i = 0; i < n; i++) {
 		members[i] = leader->job_members[i];
+		runs[i] = members[i]->run_len > 1;
+	}
 	for (unsigned int i = 0; i < n; i++) {
 		const int error = read_error || (write_error_mask & (1ul << i)) ? -DMS_EIO : 0;
-		members[i]->snap->pending_copied(members[i], error, false);
+		members[i]->snap->pending_copied(members[i], error, runs[i]);
 	}
 }
 
@@ -499,13 +507,13 @@ void Snapshot::copy_done(void* ctx, int read_error, unsigned long write_error_ma
 void Snapshot::full_write_done(void* ctx, int error)
 {
 	auto* pe = static_cast<Pending*>(ctx);
-	pe->snap->pending_copied(pe, error, true);
+	pe->snap->pending_copied(pe, error, true);	// see "Where the committer runs"
 }
 
 // ---------------------------------------------------------------------------
 // Commit
 
-void Snapshot::pending_copied(Pending* first, int error, bool from_submitter)
+void Snapshot::pending_copied(Pending* first, int error, bool away)
 {
 	// A whole run at once (its members have consecutive sequence
 	// numbers), so that the worker commits it in one batch.  Keep done_
@@ -525,7 +533,7 @@ void Snapshot::pending_copied(Pending* first, int error, bool from_submitter)
 	}
 	// Requested under the lock: once it is dropped, the committer may
 	// commit these and the snapshot may be destroyed.
-	request_commit_locked(from_submitter);
+	request_commit_locked(away);
 }
 
 // Under commit_lock_.  One committer at a time: a request while one runs
