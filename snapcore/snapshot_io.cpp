@@ -76,7 +76,8 @@
 // stripe lock, so the check "no exception, no pending" and the allocation
 // are atomic for a chunk.  The origin registry's rwsem is read-held by
 // origin writes.  Order: registry -> stripe -> allocation; the commit lock
-// is irq-safe (bio completions take it) and nothing is taken under it.  Memory on the I/O path is GFP_NOIO.
+// is irq-safe (bio completions take it) and nothing is taken under it.
+// Memory on the I/O path is GFP_NOIO.
 //
 // Bounded memory.  At most snapshot_cow_threshold pending exceptions per
 // snapshot: writers wait (in map context) while a snapshot is at the limit.
