@@ -182,7 +182,8 @@ enum dms_lock_class {
 	DMS_LOCK_ALLOC = 1,	/* COW allocation, nested in a stripe lock */
 	DMS_LOCK_COMMIT = 2,	/* completed-copy queue (irqsave) */
 	DMS_LOCK_MERGE = 3,	/* merging range and held writes, in a stripe lock */
-	DMS_LOCK_CLASSES = 4,
+	DMS_LOCK_START = 4,	/* copy jobs waiting for the start worker */
+	DMS_LOCK_CLASSES = 5,
 };
 struct dms_spinlock;
 struct dms_spinlock *dms_spinlock_create(unsigned int dms_lock_class);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "dm-snap.h"
+#include "ktl/fifo.hpp"
 #include "ktl/types.hpp"
 
 namespace snapcore {
@@ -31,40 +32,6 @@ inline PerBio* per_bio(dms_bio* bio)
 	return static_cast<PerBio*>(dms_bio_per_data(bio, sizeof(PerBio)));
 }
 
-class BioList {
-public:
-	bool empty() const { return !head_; }
-	void push(PerBio* pb)
-	{
-		pb->next = nullptr;
-		if (tail_)
-			tail_->next = pb;
-		else
-			head_ = pb;
-		tail_ = pb;
-	}
-	PerBio* pop()
-	{
-		PerBio* pb = head_;
-		if (pb) {
-			head_ = pb->next;
-			if (!head_)
-				tail_ = nullptr;
-			pb->next = nullptr;
-		}
-		return pb;
-	}
-	// Takes every bio, leaving this list empty.
-	BioList take()
-	{
-		BioList l = *this;
-		head_ = tail_ = nullptr;
-		return l;
-	}
-
-private:
-	PerBio* head_ = nullptr;
-	PerBio* tail_ = nullptr;
-};
+using BioList = ktl::Fifo<PerBio, &PerBio::next>;
 
 }  // namespace snapcore

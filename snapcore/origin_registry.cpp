@@ -20,9 +20,10 @@ int OriginRegistry::init()
 		return -DMS_ENOMEM;
 	r->lock_ = dms_rwsem_create();
 	r->waiter_ = dms_waiter_create();
-	if (!r->lock_ || !r->waiter_) {
-		dms_rwsem_destroy(r->lock_);
-		dms_waiter_destroy(r->waiter_);
+	r->start_lock_ = dms_spinlock_create(DMS_LOCK_START);
+	r->start_work_ = dms_work_create(&OriginRegistry::start_work, r);
+	if (!r->lock_ || !r->waiter_ || !r->start_lock_ || !r->start_work_) {
+		r->destroy_members();
 		ktl::destroy(r);
 		return -DMS_ENOMEM;
 	}
@@ -34,10 +35,59 @@ void OriginRegistry::exit()
 {
 	if (!g_registry)
 		return;
-	dms_rwsem_destroy(g_registry->lock_);
-	dms_waiter_destroy(g_registry->waiter_);
+	g_registry->destroy_members();
 	ktl::destroy(g_registry);
 	g_registry = nullptr;
+}
+
+void OriginRegistry::destroy_members()
+{
+	// No target is left, so no copy is waiting to start (every pending
+	// exception is finished before its snapshot goes): destroying the
+	// work item only waits for a last run that found the list empty.
+	dms_work_destroy(start_work_);
+	dms_spinlock_destroy(start_lock_);
+	dms_rwsem_destroy(lock_);
+	dms_waiter_destroy(waiter_);
+}
+
+// Copy jobs of origin writes are started by a work item on the unbound
+// queue rather than by the writer (see "Where copies start" in
+// snapshot_io.cpp).  One item, one list: jobs start in the order they were
+// made, which is the order their pending exceptions were allocated.
+void OriginRegistry::start_later(Pending* leader)
+{
+	bool queue;
+	{
+		ktl::SpinGuard g(start_lock_);
+		starts_.push(leader);
+		queue = !start_queued_;
+		start_queued_ = true;
+	}
+	if (queue)
+		dms_work_queue_away(start_work_);
+}
+
+void OriginRegistry::start_work(void* ctx)
+{
+	auto* r = static_cast<OriginRegistry*>(ctx);
+	for (;;) {
+		ktl::Fifo<Pending, &Pending::start_next> jobs;
+		{
+			ktl::SpinGuard g(r->start_lock_);
+			// Jobs added from here on see the item still queued
+			// and leave them to this loop.
+			if (r->starts_.empty()) {
+				r->start_queued_ = false;
+				return;
+			}
+			jobs = r->starts_.take();
+		}
+		// pop() is done with a job before it starts: a started job
+		// may complete, and its leader be freed, at once.
+		while (Pending* leader = jobs.pop())
+			Snapshot::start_copy(leader);
+	}
 }
 
 OriginRegistry& OriginRegistry::get()
@@ -173,7 +223,7 @@ bool OriginRegistry::make_copies(dms_devt_t devt, ktl::u64 sector, ktl::u64 sect
 
 	auto start_all = [&]() {
 		for (unsigned int i = 0; i < nleaders; i++)
-			Snapshot::start_copy(leaders[i]);
+			start_later(leaders[i]);
 		nleaders = 0;
 	};
 	// A run as the origin sectors it copies.

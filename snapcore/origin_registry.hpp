@@ -9,8 +9,10 @@
 
 #include "bio_list.hpp"
 #include "dm-snap.h"
+#include "ktl/fifo.hpp"
 #include "ktl/lock.hpp"
 #include "ktl/types.hpp"
+#include "pending.hpp"
 
 namespace snapcore {
 
@@ -85,9 +87,21 @@ private:
 	// caller drops, or nullptr.
 	Snapshot* find_throttled(dms_devt_t devt);
 
+	void destroy_members();
+	// Hands a copy job (its leader) to start_work on the unbound queue.
+	void start_later(Pending* leader);
+	static void start_work(void* ctx);
+
 	dms_rwsem* lock_ = nullptr;
 	dms_waiter* waiter_ = nullptr;
 	Snapshot* head_ = nullptr;
+	// Copy jobs waiting for start_work, oldest first; start_queued_ is
+	// set from the first job's arrival until start_work finds the list
+	// empty.
+	dms_spinlock* start_lock_ = nullptr;
+	dms_work* start_work_ = nullptr;
+	ktl::Fifo<Pending, &Pending::start_next> starts_;
+	bool start_queued_ = false;
 	ktl::Atomic<ktl::u32> merges_running_{0};
 };
 

@@ -27,6 +27,10 @@ struct Pending {
 	// Protected by the snapshot's commit lock.
 	Pending* done_next;	// completed copies waiting to commit, by seq
 
+	// Protected by the registry's start lock, on a job leader only:
+	// copy jobs of origin writes waiting for the start worker.
+	Pending* start_next;
+
 	// A run: consecutive origin chunks of one snapshot whose COW chunks
 	// are consecutive too, copied by one job.  On the run's first pending
 	// exception: its length; every member links to the next one.

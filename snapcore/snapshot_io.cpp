@@ -62,6 +62,20 @@
 // 1.14x; single chunks committed away as well made single-job random
 // origin writes slower (0.83x).
 //
+// Where copies start.  An origin write does not submit its copy jobs to
+// kcopyd itself: it hands them to one work item on the unbound queue
+// (OriginRegistry::start_later), which submits them in the order they were
+// made.  kcopyd's own work item runs on the CPU that submits the job, and
+// the single-chunk commit queued from its completion follows it there, so
+// a job submitted by the writer keeps the whole copy, the commit and the
+// write's re-run on the writer's CPU, behind whatever the writer does
+// next; submitted from the unbound worker, they run beside it.  Measured
+// against the build that submitted from the writer (7 rounds): 4 KiB
+// random origin writes, one job (W2-1j), 1.75x; four jobs (both CPUs
+// already busy) 1.07x; sequential writes with 4 KiB chunks 1.15x.  A
+// snapshot going away meanwhile waits for the pending exceptions, whether
+// or not their copy has started.
+//
 // Failure.  A copy or metadata error, a full COW device on an origin write,
 // or a failed allocation invalidates the snapshot: valid is cleared, the
 // header is rewritten with valid = 0 by the commit worker, a table event is
@@ -76,7 +90,8 @@
 // stripe lock, so the check "no exception, no pending" and the allocation
 // are atomic for a chunk.  The origin registry's rwsem is read-held by
 // origin writes.  Order: registry -> stripe -> allocation; the commit lock
-// is irq-safe (bio completions take it) and nothing is taken under it.
+// is irq-safe (bio completions take it) and nothing is taken under it, nor
+// under the registry's start lock (copy jobs waiting to start).
 // Memory on the I/O path is GFP_NOIO.
 //
 // Bounded memory.  At most snapshot_cow_threshold pending exceptions per

@@ -141,6 +141,18 @@ private:
 	std::deque<std::unique_ptr<dms_bio>> bios_;
 };
 
+// A CowTest whose origin starts with pattern 1 in its first 4 MiB: the
+// data every snapshot must keep.
+class FilledOriginTest : public CowTest {
+protected:
+	void SetUp() override
+	{
+		CowTest::SetUp();
+		origin->write(0, old(0, 8192));
+	}
+	static Bytes old(dms_sector_t sector, dms_sector_t n) { return pattern(1, sector, n); }
+};
+
 // Holds kcopyd's copies for its lifetime (declare it after the targets, so
 // that it releases everything before they are destroyed).
 class CopyHold {

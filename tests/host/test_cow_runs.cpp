@@ -13,15 +13,8 @@
 
 namespace {
 
-class CowRunTest : public CowTest {
+class CowRunTest : public FilledOriginTest {
 protected:
-	void SetUp() override
-	{
-		CowTest::SetUp();
-		origin->write(0, pattern(1, 0, 8192));
-	}
-	static Bytes old(dms_sector_t sector, dms_sector_t n) { return pattern(1, sector, n); }
-
 	struct Job {
 		dms_sector_t src, count;
 		std::size_t dests;
