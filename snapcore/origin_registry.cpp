@@ -55,12 +55,13 @@ void OriginRegistry::destroy_members()
 // queue rather than by the writer (see "Where copies start" in
 // snapshot_io.cpp).  One item, one list: jobs start in the order they were
 // made, which is the order their pending exceptions were allocated.
-void OriginRegistry::start_later(Pending* leader)
+void OriginRegistry::start_later(Pending* const* leaders, unsigned int n)
 {
 	bool queue;
 	{
 		ktl::SpinGuard g(start_lock_);
-		starts_.push(leader);
+		for (unsigned int i = 0; i < n; i++)
+			starts_.push(leaders[i]);
 		queue = !start_queued_;
 		start_queued_ = true;
 	}
@@ -72,7 +73,7 @@ void OriginRegistry::start_work(void* ctx)
 {
 	auto* r = static_cast<OriginRegistry*>(ctx);
 	for (;;) {
-		ktl::Fifo<Pending, &Pending::start_next> jobs;
+		StartList jobs;
 		{
 			ktl::SpinGuard g(r->start_lock_);
 			// Jobs added from here on see the item still queued
@@ -222,8 +223,8 @@ bool OriginRegistry::make_copies(dms_devt_t devt, ktl::u64 sector, ktl::u64 sect
 	Pending* run_tail = nullptr;
 
 	auto start_all = [&]() {
-		for (unsigned int i = 0; i < nleaders; i++)
-			start_later(leaders[i]);
+		if (nleaders)
+			start_later(leaders, nleaders);
 		nleaders = 0;
 	};
 	// A run as the origin sectors it copies.

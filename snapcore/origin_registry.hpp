@@ -88,8 +88,9 @@ private:
 	Snapshot* find_throttled(dms_devt_t devt);
 
 	void destroy_members();
-	// Hands a copy job (its leader) to start_work on the unbound queue.
-	void start_later(Pending* leader);
+	// Hands copy jobs (their leaders), oldest first, to start_work on the
+	// unbound queue.
+	void start_later(Pending* const* leaders, unsigned int n);
 	static void start_work(void* ctx);
 
 	dms_rwsem* lock_ = nullptr;
@@ -100,7 +101,8 @@ private:
 	// empty.
 	dms_spinlock* start_lock_ = nullptr;
 	dms_work* start_work_ = nullptr;
-	ktl::Fifo<Pending, &Pending::start_next> starts_;
+	using StartList = ktl::Fifo<Pending, &Pending::start_next>;
+	StartList starts_;
 	bool start_queued_ = false;
 	ktl::Atomic<ktl::u32> merges_running_{0};
 };
