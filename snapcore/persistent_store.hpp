@@ -4,8 +4,9 @@
 //
 // Activation (open + load) trusts nothing it reads.  The header must be new
 // (magic 0), or "SnAp" version 1 with a chunk size the devices accept; every
-// exception must point at a data chunk inside the COW device; a chain of
-// full areas must not run off the end of the device.  Anything else refuses
+// exception must point at a data chunk inside the COW device that no other
+// exception points at; a chain of full areas must not run off the end of the
+// device.  Anything else refuses
 // the table with a specific error, so a corrupt or foreign COW is never
 // written to.  An invalidated snapshot (valid == 0) still opens, so it can
 // be inspected and removed; its exceptions are not loaded.
@@ -13,6 +14,7 @@
 
 #include "area_layout.hpp"
 #include "area_reader.hpp"
+#include "chunk_set.hpp"
 #include "dm-snap.h"
 #include "ktl/lock.hpp"
 #include "ktl/new.hpp"
@@ -43,6 +45,8 @@ inline constexpr const char kCowTooSmall[] =
 	"Failed to read snapshot metadata: COW device smaller than header and first metadata area";
 inline constexpr const char kMetadataDuplicate[] =
 	"Failed to read snapshot metadata: two exceptions for one origin chunk";
+inline constexpr const char kMetadataSharedChunk[] =
+	"Failed to read snapshot metadata: two exceptions for one COW chunk";
 inline constexpr const char kMetadataNoMemory[] = "Failed to read snapshot metadata: out of memory";
 }  // namespace errors
 
@@ -183,9 +187,10 @@ int PersistentStore::load(AddFn&& add, const char** error)
 	const u32 per_area = layout_.exceptions_per_area();
 	u64 next_free = layout_.first_data_chunk();
 	AreaReader reader(cow_, layout_, cow_chunks);
-	if (int r = reader.init()) {
+	ChunkSet used_chunks;
+	if (reader.init() || used_chunks.init(cow_chunks)) {
 		*error = errors::kMetadataNoMemory;
-		return r;
+		return -DMS_ENOMEM;
 	}
 	for (u64 area = 0;; area++) {
 		const u64 where = layout_.area_location(area);
@@ -205,6 +210,12 @@ int PersistentStore::load(AddFn&& add, const char** error)
 		}
 		for (u32 i = 0; i < used; i++) {
 			const disk::Exception e = disk::decode_exception(buf, i);
+			// scan_area checked new_chunk < cow_chunks.
+			if (int r = used_chunks.insert(e.new_chunk)) {
+				*error = r < 0 ? errors::kMetadataNoMemory
+					       : errors::kMetadataSharedChunk;
+				return r < 0 ? r : -DMS_EINVAL;
+			}
 			if (e.new_chunk >= next_free)
 				next_free = e.new_chunk + 1;
 			if (int r = add(e.old_chunk, e.new_chunk)) {
