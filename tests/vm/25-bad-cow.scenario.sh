@@ -9,8 +9,9 @@
 # Stricter than the in-tree module (checked only for our module, or with
 # COW_STRICT=1; the in-tree module fails these and they are reported as
 # skipped): exceptions pointing outside the COW device, or at a chunk that
-# holds metadata (a metadata area) are refused; a new COW too small for
-# its first metadata area is refused without being written to.
+# holds metadata (a metadata area), two exceptions for one origin chunk or
+# on one COW chunk are refused; a new COW too small for its first metadata
+# area is refused without being written to.
 set -u -o pipefail
 . "${BASH_SOURCE[0]%/*}/lib.sh"
 . "${BASH_SOURCE[0]%/*}/dmsnap.sh"
@@ -145,6 +146,10 @@ check craft $SNAP_MAGIC 1 1 8 0:2 5:1 4095:4
 strict_refused "exception at metadata area 0 (chunk 1)"
 check craft $SNAP_MAGIC 1 1 8 0:2 5:258 4095:4
 strict_refused "exception at metadata area 1 (chunk 258)"
+check craft $SNAP_MAGIC 1 1 8 0:2 5:3 0:4
+strict_refused "two exceptions for origin chunk 0"
+check craft $SNAP_MAGIC 1 1 8 0:2 5:3 4095:2
+strict_refused "two exceptions on COW chunk 2"
 
 # A new COW of one chunk: no room for metadata area 0.  The in-tree module
 # refuses it only after writing the header (zeroing area 0 fails).
