@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 // The COW data chunks that activation has seen so far.  Two exceptions
-// naming one data chunk cannot come from any valid COW (the allocator hands
-// each chunk out once, and a merge zeroes an entry before its chunk can be
-// handed out again), so PersistentStore::load refuses such an image: both
-// origin chunks would read, and a snapshot write would change, one copy.
+// naming one data chunk cannot come from any valid COW (either module's
+// allocator hands each chunk out once; a merge only removes entries), so
+// PersistentStore::load refuses such an image: both origin chunks would
+// read, and a snapshot write would change, one copy.
 //
 // A bitmap whose 4 KiB leaves are allocated as chunks appear: memory follows
 // the chunks in use (about n/8 bytes for n exceptions on a COW filled from

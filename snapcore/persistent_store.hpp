@@ -6,9 +6,8 @@
 // (magic 0), or "SnAp" version 1 with a chunk size the devices accept; every
 // exception must point at a data chunk inside the COW device that no other
 // exception points at; a chain of full areas must not run off the end of the
-// device.  Anything else refuses
-// the table with a specific error, so a corrupt or foreign COW is never
-// written to.  An invalidated snapshot (valid == 0) still opens, so it can
+// device.  Anything else refuses the table with a specific error, so a
+// corrupt or foreign COW is never written to.  An invalidated snapshot (valid == 0) still opens, so it can
 // be inspected and removed; its exceptions are not loaded.
 #pragma once
 
