@@ -106,9 +106,11 @@ check_as "write to the origin after s1" mw /dev/vg/lv /tmp/lv.model $(random_ran
 expect_content /dev/vg/lv /tmp/lv.model "origin holds its writes" \
 	/dev/vg/s1 /tmp/s1.model "s1 holds its writes over the old origin"
 
-# -i +10: the background poller waits 10 s before its first look, which
-# leaves the snapshot-merge table in place long enough to be seen.
-out=$(lvconvert --merge --background -i +10 vg/s1 2>&1)
+# -i +30: the background poller waits 30 s before its first look, which
+# leaves the snapshot-merge table in place long enough to be seen (10 s
+# was not enough for the debug kernel on a loaded host: lvs already showed
+# the merged LV).
+out=$(lvconvert --merge --background -i +30 vg/s1 2>&1)
 expect_eq "$?" 0 "lvconvert --merge --background vg/s1 (origin active, not open)" || diag "$out"
 expect_grep "Merging of volume vg/s1 started." "$out" "lvconvert says the merge started"
 diag "lvconvert --merge --background:" "$out"
