@@ -160,8 +160,7 @@ TEST_F(MetadataImageTest, TwoExceptionsOnOneCowChunkAcrossAreasAreRefused)
 
 // Allocation order is not commit order: a full area may hold chunks
 // allocated after the next area's position (in-tree commits in completion
-// order), and a chunk freed by a merge is handed out again only after its
-// entry was zeroed.  Distinct chunks in any order load.
+// order).  Distinct chunks in any order load.
 TEST_F(MetadataImageTest, DistinctCowChunksInAnyOrderLoad)
 {
 	dms_dev& img = image(2048);
