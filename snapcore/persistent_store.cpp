@@ -76,6 +76,7 @@ int PersistentStore::open(const StoreOpenParams& p, PersistentStore** out, const
 PersistentStore::~PersistentStore()
 {
 	dms_free(area_);
+	dms_free(next_);
 	dms_free(zero_chunk_);
 }
 

@@ -115,23 +115,29 @@ public:
 		u64 new_chunk;
 		u32 n;
 	};
-	// prepare_merge_batch() walks back from the newest exception of the
-	// current area (moving the cursor to the previous area when the
-	// current one is empty) and cuts what it passes into runs, newest
-	// first, into runs[0..max_runs) (max_runs >= 1): the newest run
-	// always, whole, then further whole runs while the batch stays within
-	// max_chunks.  Sets *nruns and returns the batch's exception count K
-	// (> 0): exactly the newest K entries of the area, which
-	// commit_merge(K) removes.  Returns 0 when nothing is left, or
+	// prepare_merge_batch() walks back from the newest exception not yet
+	// taken (take_merge_batch), moving to the previous area when the
+	// current one has none left, and cuts what it passes into runs,
+	// newest first, into runs[0..max_runs) (max_runs >= 1): the newest
+	// run always, whole, then further whole runs while the batch stays
+	// within max_chunks.  Sets *nruns and returns the batch's exception
+	// count K (> 0): the newest K entries not taken, all in one area.
+	// Returns 0 when nothing is left, -DMS_EBUSY when what is left is
+	// two areas behind the commit cursor (commit a taken batch first), or
 	// -errno.  Changes nothing on disk; calling it again gives the same
 	// answer.
 	int prepare_merge_batch(MergeRun* runs, u32 max_runs, u64 max_chunks, u32* nruns);
+	// The batch prepared is on its way: the next one starts behind it.
+	void take_merge_batch(u32 n) { taken_ += n; }
+	// The merge stopped: nothing is taken any more.
+	void rewind_merge() { taken_ = 0; }
 	// The newest run alone: returns its count n (> 0) with its *last*
 	// chunks in *last_old / *last_new, 0 when nothing is left, or -errno.
 	int prepare_merge(u64* last_old, u64* last_new);
-	// Removes the newest n exceptions (n at most what prepare_merge*()
-	// returned) with one FLUSH|FUA area write: the caller has made the
-	// merged data durable on the origin first.  On error nothing changed.
+	// Removes the newest n exceptions still on disk (the oldest batch
+	// taken, or n at most what prepare_merge*() returned) with one
+	// FLUSH|FUA area write: the caller has made the merged data durable on
+	// the origin first.  On error nothing changed.
 	int commit_merge(u32 n);
 
 	// A handover moves the store to another table, whose own handle on
@@ -155,9 +161,9 @@ private:
 	int initialise_new(const char** error);
 	// Checks one area's entries; counts the used ones into *used.
 	const char* scan_area(const u8* area, u64 cow_chunks, u32* used) const;
-	// Merging: puts the cursor on an area with entries left.  1 if it
-	// is, 0 when nothing is left, -errno.
-	int merge_cursor();
+	// Merging: the area before the commit cursor's, into next_.
+	int load_previous_area();
+	void adopt_previous_area();
 
 	dms_dev* cow_;
 	AreaLayout layout_;
@@ -172,6 +178,11 @@ private:
 	ktl::Atomic<u64> current_area_;	// written by load and the committer, read by status
 	u32 current_committed_ = 0;	// used entries in the current area
 	bool dirty_ = false;		// staged entries not yet written
+	// Merging: entries taken ahead of the commit cursor, and the area
+	// before the commit cursor's when they reach into it.
+	u32 taken_ = 0;
+	u8* next_ = nullptr;
+	bool next_loaded_ = false;
 };
 
 template <typename AddFn>

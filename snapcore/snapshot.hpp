@@ -206,24 +206,39 @@ private:
 	BioList parked_;
 
 	// Merging (snapshot-merge only; snapshot_merge.cpp has the design).
-	enum class MergePhase : u32 { kSelect, kOthers, kDrain, kCopying, kCommit };
+	enum class MergePhase : u32 { kSelect, kOthers, kDrain, kCopying, kCopied };
 	// Bounds of one merge batch: copy jobs (runs), and data in all; the
 	// newest run is taken whole even when it alone is bigger, as in-tree.
 	static constexpr u32 kMergeBatchRuns = 64;
 	static constexpr u32 kMergeBatchSectors = 2048;	// 1 MiB
+	// One batch: the newest n exceptions the store had not handed out
+	// yet, as nruns runs, newest first.  runs/nruns/n are written by the
+	// merge work only while map does not look at them (published == 0).
+	struct MergeBatch {
+		PersistentStore::MergeRun runs[kMergeBatchRuns];
+		u32 nruns = 0;
+		u32 n = 0;
+		bool read_error = false;	// of its copies
+		bool write_error = false;
+		// As map sees it, under merge_lock_: published runs (0 when
+		// not), order indexing runs by ascending origin chunk.
+		// Writes to those chunks are held until the batch is merged.
+		u32 published = 0;
+		u8 order[kMergeBatchRuns];
+	};
 	void start_merge();
 	void stop_merge();
 	static void merge_work(void* ctx);
 	void merge_step();
-	bool merge_select();
+	int merge_select(const char** error);
 	bool merge_others();
 	void merge_publish();
 	bool merge_holds_locked(ktl::u64 chunk) const;
 	bool merge_drained();
-	bool merge_copy();
+	void merge_copy();
 	static void merge_copy_done(void* ctx, int read_error, unsigned long write_error_mask);
-	bool merge_commit();
-	void merge_release_writes();
+	const char* merge_commit_pending();
+	void merge_release_writes(const MergeBatch* merged);
 	void merge_shutdown(bool failed);
 	static int merge_stopped_cond(void* ctx);
 
@@ -233,24 +248,22 @@ private:
 	ktl::Atomic<bool> merge_stop_{false};
 	ktl::Atomic<bool> merge_failed_{false};
 	ktl::Atomic<bool> merge_draining_{false};	// end_io kicks the merge
-	// The batch's copies: those not completed yet (plus one while they
-	// are being issued), and whether any failed.
+	// The current batch's copies: those not completed yet (plus one
+	// while they are being issued and the batch before is committed),
+	// and whether any failed.
 	ktl::Atomic<u32> merge_copies_left_{0};
 	ktl::Atomic<bool> merge_read_error_{false};
 	ktl::Atomic<bool> merge_write_error_{false};
-	// The batch being merged: the newest merge_n_ exceptions of the
-	// store's area, as merge_nruns_ runs, newest first.  Written by the
-	// merge work only while map does not look at them (merging_n_ == 0).
-	PersistentStore::MergeRun merge_runs_[kMergeBatchRuns];
-	u32 merge_nruns_ = 0;
-	u32 merge_n_ = 0;
-	// The batch as map sees it: merging_n_ runs (0 between batches),
-	// merging_order_ indexing merge_runs_ by ascending origin chunk.
-	// Writes to those chunks are held until the batch is merged.  Under
-	// merge_lock_, which nests inside a stripe lock.
+	// Merge work only: merge_batches_[merge_cur_] is being selected or
+	// copied; when merge_pending_, the other one is copied and its commit
+	// is due; merge_error_ is a commit that failed while copies ran.
+	MergeBatch merge_batches_[2];
+	u32 merge_cur_ = 0;
+	bool merge_pending_ = false;
+	const char* merge_error_ = nullptr;
+	// merge_lock_ (nesting inside a stripe lock) guards what map sees of
+	// the batches, and the writes held for them.
 	dms_spinlock* merge_lock_ = nullptr;
-	u8 merging_order_[kMergeBatchRuns];
-	u32 merging_n_ = 0;
 	BioList merge_held_;
 };
 

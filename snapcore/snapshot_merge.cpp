@@ -41,12 +41,29 @@
 // one can read.  So the on-disk format and the crash-safety argument are
 // the in-tree ones, and either module finishes a merge the other began.
 //
+// Two batches in flight.  A cycle's synchronous steps (the commit's flush
+// and metadata write, and selecting the next batch, which may read the
+// previous area) leave the copy engine idle between batches on any device
+// whose I/O takes time.  So a batch's commit overlaps the next batch's
+// copies: once a batch is copied, the next one is selected behind it (the
+// store's select cursor runs ahead of its commit cursor, PersistentStore::
+// take_merge_batch), made safe to copy and its copies issued; then the
+// batch before commits while they run.  Never more than two: a batch is
+// selected only after the one before it is copied, and its copies are
+// issued before that one commits.  Commits stay in order, one per batch,
+// each after its own copies and an origin flush, so the metadata still
+// goes through exactly the prefixes described below.  (On a ramdisk,
+// whose I/O is done by the submitting CPU, nothing waits and nothing
+// overlaps: there both orders cost the same.)
+//
 // The merge loop (merge_step, one work item, a state machine so that it
 // never blocks a work queue on something another work item must do):
 //
-//   kSelect   the store names the batch (PersistentStore::
+//   kSelect   the store names the next batch (PersistentStore::
 //             prepare_merge_batch): newest first, so the metadata always
-//             describes exactly what is left.
+//             describes exactly what is left.  None left (or a stop asked
+//             for, or the copied batch failed): the copied batch, if any,
+//             is committed, and the merge stops.
 //   kOthers   every other snapshot of the origin must hold its own copy of
 //             each run's origin sectors before they are overwritten: start
 //             the copies still missing, and wait until none is in flight
@@ -54,16 +71,18 @@
 //             publish the batch to map: new writes to any of its chunks
 //             are held.
 //   kDrain    wait until the tracked writes to every chunk of the batch
-//             have completed (end_io kicks).
-//   kCopying  one kcopyd job per run, COW -> origin, all at once; each
-//             completion counts down, the last one moves on to kCommit
-//             (kcopyd completions run concurrently: an atomic countdown,
-//             and flags remembering any error).
-//   kCommit   flush the origin (the merged data is durable), then remove the
-//             batch from the metadata with one FLUSH|FUA area write, then
-//             from the exception table (reads now go to the origin, which
-//             holds the same data), then re-run the held writes.  Back to
-//             kSelect.
+//             have completed (end_io kicks).  Then issue one kcopyd job
+//             per run, COW -> origin, all at once, and commit the batch
+//             copied before (if any) while they run: flush the origin (its
+//             data is durable), remove it from the metadata with one
+//             FLUSH|FUA area write, then from the exception table (reads
+//             now go to the origin, which holds the same data), then
+//             re-run the writes held for it.
+//   kCopying  each completion counts down; the last one moves on to
+//             kCopied (kcopyd completions run concurrently: an atomic
+//             countdown, and flags remembering any error).
+//   kCopied   the batch waits for its commit (it stays published: writes
+//             to it are still held); back to kSelect for the next one.
 //
 // A crash at any point leaves the batch either still in the metadata (it
 // is copied again at the next activation: the copy is idempotent, since
@@ -140,34 +159,39 @@ int Snapshot::map_merge(dms_bio* bio, PerBio* pb, const dms_bio_info& info, bool
 	return OriginRegistry::get().origin_write(origin_devt_, pb, throttle);
 }
 
-// Whether `chunk` is in the published batch: a binary search of its runs
-// by first origin chunk (runs never overlap: one exception per chunk).
+// Whether `chunk` is in a published batch: a binary search of each one's
+// runs by first origin chunk (runs never overlap: one exception per chunk).
 bool Snapshot::merge_holds_locked(u64 chunk) const
 {
-	u32 lo = 0;
-	u32 hi = merging_n_;
-	while (lo < hi) {
-		const u32 mid = lo + (hi - lo) / 2;
-		if (merge_runs_[merging_order_[mid]].old_chunk <= chunk)
-			lo = mid + 1;
-		else
-			hi = mid;
+	for (const MergeBatch& b : merge_batches_) {
+		u32 lo = 0;
+		u32 hi = b.published;
+		while (lo < hi) {
+			const u32 mid = lo + (hi - lo) / 2;
+			if (b.runs[b.order[mid]].old_chunk <= chunk)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo && chunk - b.runs[b.order[lo - 1]].old_chunk < b.runs[b.order[lo - 1]].n)
+			return true;
 	}
-	if (!lo)
-		return false;
-	const PersistentStore::MergeRun& r = merge_runs_[merging_order_[lo - 1]];
-	return chunk - r.old_chunk < r.n;
+	return false;
 }
 
-// Held writes (a merged batch, or a stopped merge) go through the map again:
-// the table decides where they belong now.  Commit-worker context: no
-// throttling, which could wait on this very work queue.
-void Snapshot::merge_release_writes()
+// The held writes go through the map again once `merged` (or, when null,
+// every batch: the merge stopped) is no longer published: the table decides
+// where they belong now, and those for a batch still published are held
+// again.  Merge-work context: no throttling, which could wait on this very
+// work queue.
+void Snapshot::merge_release_writes(const MergeBatch* merged)
 {
 	BioList held;
 	{
 		ktl::SpinGuard m(merge_lock_);
-		merging_n_ = 0;
+		for (MergeBatch& b : merge_batches_)
+			if (!merged || &b == merged)
+				b.published = 0;
 		held = merge_held_.take();
 	}
 	while (PerBio* pb = held.pop()) {
@@ -224,14 +248,18 @@ void Snapshot::presuspend()
 	stop_merge();
 }
 
-// Merge work only.  The phase goes back to kSelect before running_ is
-// cleared: a later start finds it there.
+// Merge work only, with no batch pending and no copy in flight.  The phase
+// goes back to kSelect before running_ is cleared: a later start finds it
+// there.
 void Snapshot::merge_shutdown(bool failed)
 {
 	if (failed)
 		merge_failed_.store(true);
 	merge_draining_.store(false);
-	merge_release_writes();
+	merge_pending_ = false;
+	merge_error_ = nullptr;
+	merge_release_writes(nullptr);
+	pstore_->rewind_merge();
 	merge_phase_.store(static_cast<u32>(MergePhase::kSelect));
 	OriginRegistry::get().merge_stopped();
 	merge_running_.store(false);
@@ -252,20 +280,31 @@ void Snapshot::merge_step()
 	if (!merge_running_.load())
 		return;
 	for (;;) {
-		const auto phase = static_cast<MergePhase>(merge_phase_.load());
-		// Only between batches: once the store's cursor has moved to a
-		// batch (possibly back to the previous area, which status
-		// shows), the batch is merged first, as in-tree.
-		if (merge_stop_.load() && phase == MergePhase::kSelect) {
-			merge_shutdown(false);
+		switch (static_cast<MergePhase>(merge_phase_.load())) {
+		case MergePhase::kSelect: {
+			// Stopping is looked at only here, between batches:
+			// once the store has handed out a batch (possibly
+			// moving to the previous area, which status shows),
+			// the batch is merged first, as in-tree.  A batch
+			// whose copies failed stops the merge too (its commit
+			// only reports why).
+			const MergeBatch& prev = merge_batches_[merge_cur_ ^ 1];
+			const bool stop = merge_stop_.load() ||
+					  (merge_pending_ && (prev.read_error || prev.write_error));
+			const char* error = nullptr;
+			const int n = stop ? 0 : merge_select(&error);
+			if (n > 0) {
+				merge_phase_.store(static_cast<u32>(MergePhase::kOthers));
+				break;
+			}
+			// No next batch: the one copied is committed, then the
+			// merge stops.
+			if (error)
+				dms_log(DMS_LOG_ERR, "%s", error);
+			const char* commit_error = merge_pending_ ? merge_commit_pending() : nullptr;
+			merge_shutdown(n < 0 || commit_error != nullptr);
 			return;
 		}
-		switch (phase) {
-		case MergePhase::kSelect:
-			if (!merge_select())
-				return;
-			merge_phase_.store(static_cast<u32>(MergePhase::kOthers));
-			break;
 		case MergePhase::kOthers:
 			if (!merge_others())
 				return;	// exception_done() kicks
@@ -277,46 +316,64 @@ void Snapshot::merge_step()
 				return;	// end_io kicks
 			// Before the first copy: its completion may come at once.
 			merge_phase_.store(static_cast<u32>(MergePhase::kCopying));
-			if (!merge_copy())
+			merge_copy();
+			// The batch before commits while this one copies; a
+			// failure stops the merge once the copies are done.
+			if (merge_pending_)
+				merge_error_ = merge_commit_pending();
+			if (merge_copies_left_.fetch_sub(1) != 1)
 				return;	// the last completion queues the work
-			merge_phase_.store(static_cast<u32>(MergePhase::kCommit));
+			merge_phase_.store(static_cast<u32>(MergePhase::kCopied));
 			break;
 		case MergePhase::kCopying:
 			return;	// a kick while the copies run
-		case MergePhase::kCommit:
-			if (!merge_commit())
+		case MergePhase::kCopied: {
+			MergeBatch& b = merge_batches_[merge_cur_];
+			b.read_error = merge_read_error_.load();
+			b.write_error = merge_write_error_.load();
+			if (merge_error_) {
+				merge_shutdown(true);
 				return;
+			}
+			// Its commit is due; the next batch goes into the other
+			// slot, unpublished since its own commit.
+			merge_pending_ = true;
+			merge_cur_ ^= 1;
 			merge_phase_.store(static_cast<u32>(MergePhase::kSelect));
 			break;
+		}
 		}
 	}
 }
 
-// True with the next batch in merge_runs_/merge_nruns_/merge_n_; false when
-// the merge is over (done, or failed).
-bool Snapshot::merge_select()
+// The next batch, behind any batch copied but not committed, into
+// merge_batches_[merge_cur_]: its exception count, 0 when nothing is left,
+// or -1 with *error set.
+int Snapshot::merge_select(const char** error)
 {
 	if (!valid_.load()) {
-		dms_log(DMS_LOG_ERR, "Snapshot is invalid: can't merge");
-		merge_shutdown(false);
-		return false;
+		*error = "Snapshot is invalid: can't merge";
+		return 0;
 	}
+	MergeBatch& b = merge_batches_[merge_cur_];
 	u32 nruns;
 	// snapshot_merge_batch, read per batch: 1 merges one run at a time,
 	// as in-tree.
 	u32 max_runs = dms_param_merge_batch();
 	max_runs = max_runs < 1 ? 1 : max_runs > kMergeBatchRuns ? kMergeBatchRuns : max_runs;
-	const int n = pstore_->prepare_merge_batch(merge_runs_, max_runs,
-						   kMergeBatchSectors >> chunk_shift_, &nruns);
-	if (n <= 0) {
-		if (n < 0)
-			dms_log(DMS_LOG_ERR, "Read error in exception store: shutting down merge");
-		merge_shutdown(n < 0);
-		return false;
+	// At most one batch is taken ahead of this one, so the store never
+	// has to look two areas back (-DMS_EBUSY).
+	const int n = pstore_->prepare_merge_batch(b.runs, max_runs, kMergeBatchSectors >> chunk_shift_,
+						   &nruns);
+	if (n < 0) {
+		*error = "Read error in exception store: shutting down merge";
+		return -1;
 	}
-	merge_nruns_ = nruns;
-	merge_n_ = static_cast<u32>(n);
-	return true;
+	if (n > 0)
+		pstore_->take_merge_batch(static_cast<u32>(n));
+	b.nruns = nruns;
+	b.n = static_cast<u32>(n);
+	return n;
 }
 
 // True once every other snapshot of the origin holds its copy of every
@@ -324,9 +381,10 @@ bool Snapshot::merge_select()
 // together.
 bool Snapshot::merge_others()
 {
+	const MergeBatch& b = merge_batches_[merge_cur_];
 	bool busy = false;
-	for (u32 i = 0; i < merge_nruns_; i++) {
-		const PersistentStore::MergeRun& r = merge_runs_[i];
+	for (u32 i = 0; i < b.nruns; i++) {
+		const PersistentStore::MergeRun& r = b.runs[i];
 		if (OriginRegistry::get().prepare_extent(origin_devt_, r.old_chunk << chunk_shift_,
 							 static_cast<u64>(r.n) << chunk_shift_))
 			busy = true;
@@ -339,19 +397,20 @@ bool Snapshot::merge_others()
 // allocated in ascending origin order).
 void Snapshot::merge_publish()
 {
-	static_assert(kMergeBatchRuns <= 256, "merging_order_ holds u8 indices");
+	static_assert(kMergeBatchRuns <= 256, "MergeBatch::order holds u8 indices");
+	MergeBatch& b = merge_batches_[merge_cur_];
 	u8 order[kMergeBatchRuns];
-	for (u32 i = 0; i < merge_nruns_; i++) {
-		const u64 key = merge_runs_[i].old_chunk;
+	for (u32 i = 0; i < b.nruns; i++) {
+		const u64 key = b.runs[i].old_chunk;
 		u32 j = i;
-		for (; j > 0 && merge_runs_[order[j - 1]].old_chunk > key; j--)
+		for (; j > 0 && b.runs[order[j - 1]].old_chunk > key; j--)
 			order[j] = order[j - 1];
 		order[j] = static_cast<u8>(i);
 	}
 	ktl::SpinGuard m(merge_lock_);
-	for (u32 i = 0; i < merge_nruns_; i++)
-		merging_order_[i] = order[i];
-	merging_n_ = merge_nruns_;
+	for (u32 i = 0; i < b.nruns; i++)
+		b.order[i] = order[i];
+	b.published = b.nruns;
 }
 
 bool Snapshot::merge_drained()
@@ -361,8 +420,9 @@ bool Snapshot::merge_drained()
 	// full barrier on both sides one of them sees the other.
 	merge_draining_.store(true);
 	ktl::full_barrier();
-	for (u32 i = 0; i < merge_nruns_; i++) {
-		const PersistentStore::MergeRun& r = merge_runs_[i];
+	const MergeBatch& b = merge_batches_[merge_cur_];
+	for (u32 i = 0; i < b.nruns; i++) {
+		const PersistentStore::MergeRun& r = b.runs[i];
 		for (u64 c = r.old_chunk; c - r.old_chunk < r.n; c++)
 			if (ExceptionTable::is_tracked(table_.stripe(c), c))
 				return false;
@@ -371,18 +431,18 @@ bool Snapshot::merge_drained()
 	return true;
 }
 
-// Issues every run's copy.  True if they have all completed already (the
-// caller goes on to kCommit), false if the last completion will queue the
-// merge work.  The countdown holds one extra count while copies are being
-// issued, so that no completion moves on before the last is issued.
-bool Snapshot::merge_copy()
+// Issues every run's copy.  The countdown keeps one extra count, which the
+// caller drops once it has also committed the batch before: no completion
+// moves on to kCopied while that runs.
+void Snapshot::merge_copy()
 {
+	const MergeBatch& b = merge_batches_[merge_cur_];
 	merge_read_error_.store(false);
 	merge_write_error_.store(false);
-	merge_copies_left_.store(merge_nruns_ + 1);
+	merge_copies_left_.store(b.nruns + 1);
 	const u64 origin_size = dms_dev_size(origin_);
-	for (u32 i = 0; i < merge_nruns_; i++) {
-		const PersistentStore::MergeRun& r = merge_runs_[i];
+	for (u32 i = 0; i < b.nruns; i++) {
+		const PersistentStore::MergeRun& r = b.runs[i];
 		const u64 dest = r.old_chunk << chunk_shift_;
 		// A run reaching past the end of a shrunken origin is copied
 		// as far as the origin goes.
@@ -393,10 +453,8 @@ bool Snapshot::merge_copy()
 			continue;
 		}
 		const dms_copy_dest to{origin_, dest};
-		dms_copy(cow_, r.new_chunk << chunk_shift_, count, &to, 1, &Snapshot::merge_copy_done,
-			 this);
+		dms_copy(cow_, r.new_chunk << chunk_shift_, count, &to, 1, &Snapshot::merge_copy_done, this);
 	}
-	return merge_copies_left_.fetch_sub(1) == 1;
 }
 
 // kcopyd's context, possibly several at once: the last one hands over to
@@ -410,42 +468,46 @@ void Snapshot::merge_copy_done(void* ctx, int read_error, unsigned long write_er
 		s->merge_write_error_.store(true);
 	if (s->merge_copies_left_.fetch_sub(1) != 1)
 		return;
-	s->merge_phase_.store(static_cast<u32>(MergePhase::kCommit));
+	s->merge_phase_.store(static_cast<u32>(MergePhase::kCopied));
 	dms_work_queue(s->merge_work_);
 }
 
-// True when the batch is merged and the loop goes on.
-bool Snapshot::merge_commit()
+// Commits the batch copied before the current one: flush the origin (its
+// data is durable), remove it from the metadata, then from the exception
+// table (reads now go to the origin, which holds the same data), then
+// re-run the writes held for it.  nullptr, or the error (logged; the caller
+// stops the merge, the batch staying the COW's).
+const char* Snapshot::merge_commit_pending()
 {
+	merge_pending_ = false;
+	MergeBatch& b = merge_batches_[merge_cur_ ^ 1];
 	const char* error = nullptr;
-	if (merge_read_error_.load())
+	if (b.read_error)
 		error = "Read error: shutting down merge.";
-	else if (merge_write_error_.load())
+	else if (b.write_error)
 		error = "Write error: shutting down merge.";
 	else if (dms_dev_flush(origin_))
 		error = "Flush after merge failed: shutting down merge";
-	else if (pstore_->commit_merge(merge_n_))
+	else if (pstore_->commit_merge(b.n))
 		error = "Write error in exception store: shutting down merge";
 	if (error) {
 		dms_log(DMS_LOG_ERR, "%s", error);
-		merge_shutdown(true);
-		return false;
+		return error;
 	}
 	// Newest first, as the store removed them.
-	for (u32 i = 0; i < merge_nruns_; i++) {
-		const PersistentStore::MergeRun& r = merge_runs_[i];
+	for (u32 i = 0; i < b.nruns; i++) {
+		const PersistentStore::MergeRun& r = b.runs[i];
 		for (u64 k = r.n; k-- > 0;) {
 			if (!table_.erase(r.old_chunk + k)) {
 				dms_log(DMS_LOG_ERR,
 					"Corruption detected: exception for block %llu is on disk but not in memory",
 					static_cast<unsigned long long>(r.old_chunk + k));
-				merge_shutdown(true);
-				return false;
+				return "Corruption detected";
 			}
 		}
 	}
-	merge_release_writes();
-	return true;
+	merge_release_writes(&b);
+	return nullptr;
 }
 
 }  // namespace snapcore

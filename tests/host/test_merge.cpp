@@ -588,7 +588,9 @@ TEST_F(MergeTest, MergeBatchParameterOneMergesOneRunPerCommit)
 // 150 scattered exceptions: batches of 64, 64 and 22 (the copy-job bound),
 // each committed once, after its own copies and the origin flush; each
 // commit leaves the area as a prefix of what it was, so a crash anywhere
-// leaves exactly the exceptions not merged, in a valid area.
+// leaves exactly the exceptions not merged, in a valid area.  A batch's
+// copies are issued before the batch before it commits (the two overlap),
+// never earlier.
 TEST_F(MergeTest, ManyScatteredExceptionsTakeOneCommitPerBatchEachLeavingAPrefix)
 {
 	const Exceptions entries = scattered(150);
@@ -601,20 +603,33 @@ TEST_F(MergeTest, ManyScatteredExceptionsTakeOneCommitPerBatchEachLeavingAPrefix
 	const std::vector<std::size_t> left = {86, 22, 0};
 	const auto writes = area_writes(*cow, kChunk, 0);
 	const auto origin_flushes = flushes(*origin);
-	const auto copied = copy_writes(*origin);
 	ASSERT_EQ(writes.size(), left.size());
 	ASSERT_EQ(origin_flushes.size(), left.size());
+	// Which batch each entry is in: batch i is entries [left[i], left[i - 1]).
+	std::map<std::uint64_t, std::size_t> batch_of;
+	for (std::size_t i = 0; i < left.size(); i++)
+		for (std::size_t e = left[i]; e < (i ? left[i - 1] : entries.size()); e++)
+			batch_of[entries[e].old_chunk] = i;
+	std::vector<std::size_t> copies(left.size(), 0);
+	for (const auto& c : copy_writes(*origin)) {
+		ASSERT_EQ(c.sector % kChunk, 0u);
+		ASSERT_TRUE(batch_of.count(c.sector / kChunk)) << c.sector;
+		const std::size_t i = batch_of[c.sector / kChunk];
+		copies[i]++;
+		EXPECT_LT(c.seq, origin_flushes[i].seq) << "batch " << i << " copied after its flush";
+		if (i >= 1) {
+			EXPECT_LT(c.seq, writes[i - 1].seq)
+				<< "batch " << i << " copied after the commit before: no overlap";
+		}
+		if (i >= 2) {
+			EXPECT_GT(c.seq, writes[i - 2].seq) << "batch " << i << " copied two batches early";
+		}
+	}
 	for (std::size_t i = 0; i < writes.size(); i++) {
+		EXPECT_EQ(copies[i], (i ? left[i - 1] : entries.size()) - left[i]) << i;
 		EXPECT_EQ(writes[i].entries, prefix(entries, left[i])) << i;
 		EXPECT_EQ(writes[i].flags & (DMS_IO_FLUSH | DMS_IO_FUA), DMS_IO_FLUSH | DMS_IO_FUA);
 		EXPECT_LT(origin_flushes[i].seq, writes[i].seq) << i;
-		// This batch's copies: after the previous commit, before the
-		// flush.
-		const std::uint64_t after = i ? writes[i - 1].seq : 0;
-		std::size_t n = 0;
-		for (const auto& c : copied)
-			n += c.seq > after && c.seq < origin_flushes[i].seq;
-		EXPECT_EQ(n, (i ? left[i - 1] : entries.size()) - left[i]) << i;
 		if (i > 0) {
 			EXPECT_GT(origin_flushes[i].seq, writes[i - 1].seq) << i;
 		}
@@ -738,6 +753,108 @@ TEST_F(MergeTest, WritesToAnyChunkOfTheBatchAreHeldUntilItsCommit)
 		EXPECT_EQ(origin_chunk(e.old_chunk), want) << "chunk " << e.old_chunk;
 	}
 	EXPECT_EQ(origin->read(free_chunk * kChunk, 1), to_origin_data);
+}
+
+// Two batches in flight: the newest 64 exceptions (A) are copied and their
+// commit's metadata write is held, while the 6 older ones (B) are being
+// copied.  Writes to either batch are held; A's commit lets A's writes go to
+// the origin while B's stay held until B's own commit.
+TEST_F(MergeTest, WritesToACopiedBatchWaitForItsCommitWhileTheNextOneCopies)
+{
+	const Exceptions entries = scattered(70);
+	craft(entries);
+	auto m = merge(kMergeLine, false);
+	cow->hold_when([](const fake::IoRecord& r) {
+		return r.via == "sync" && r.write() && r.sector == 1 * kChunk;
+	});
+	IoHoldRelease release(cow);
+	CopyHold hold;
+	ASSERT_EQ(dmscore_snapshot_preresume(m.get()), 0);
+	dmscore_snapshot_resume(m.get());
+	ASSERT_TRUE(kernel.wait_held_copies(64));
+	for (unsigned int id : kernel.held_copies())
+		kernel.release_copy(id);
+	// B's copies are issued before A's commit, which is held.
+	ASSERT_TRUE(fake::wait_until([&] { return kernel.held_copies().size() == 6 && cow->held_ios() == 1; }));
+	EXPECT_EQ(kernel.copy_jobs().size(), 70u);
+	EXPECT_EQ(flushes(*origin).size(), 1u) << "A's commit flushes the origin first";
+
+	const Bytes a_data = pattern(50, 0, 1);
+	dms_bio* to_a = bio(entries[40].old_chunk * kChunk + 3, 1, DMS_BIO_WRITE, a_data);
+	EXPECT_EQ(map_snapshot(m, to_a), DMS_MAP_SUBMITTED);
+	const Bytes b_data = pattern(51, 0, 1);
+	dms_bio* to_b = bio(entries[2].old_chunk * kChunk + 4, 1, DMS_BIO_WRITE, b_data);
+	EXPECT_EQ(map_snapshot(m, to_b), DMS_MAP_SUBMITTED);
+	// A reads from the COW until its commit; the origin has the same data.
+	EXPECT_EQ(route(m, entries[40].old_chunk * kChunk).dev, cow);
+	EXPECT_EQ(read_snapshot(m, entries[40].old_chunk * kChunk, kChunk), cow_data(entries[40].new_chunk));
+
+	cow->release_held();
+	ASSERT_TRUE(to_a->wait_ended());
+	EXPECT_EQ(to_a->error(), 0);
+	EXPECT_EQ(to_a->dev, origin);
+	EXPECT_EQ(route(m, entries[40].old_chunk * kChunk).dev, origin);
+	EXPECT_EQ(decode_area(cow->read(kChunk, kChunk)), prefix(entries, 6));
+	EXPECT_FALSE(to_b->ended()) << "B's write went on before B's commit";
+	EXPECT_FALSE(merged(m));
+
+	kernel.release_all_copies();
+	ASSERT_TRUE(to_b->wait_ended());
+	EXPECT_EQ(to_b->error(), 0);
+	EXPECT_EQ(to_b->dev, origin);
+	kernel.drain();
+	EXPECT_TRUE(merged(m)) << info(m);
+	for (const auto& e : entries) {
+		Bytes want = cow_data(e.new_chunk);
+		if (e.old_chunk == entries[40].old_chunk)
+			std::copy(a_data.begin(), a_data.end(), want.begin() + 3 * 512);
+		if (e.old_chunk == entries[2].old_chunk)
+			std::copy(b_data.begin(), b_data.end(), want.begin() + 4 * 512);
+		EXPECT_EQ(origin_chunk(e.old_chunk), want) << "chunk " << e.old_chunk;
+	}
+}
+
+// presuspend with two batches in flight (A's commit held, B copying): it
+// returns once both are merged and committed, and no third batch starts.
+TEST_F(MergeTest, PresuspendWithTwoBatchesInFlightCommitsBoth)
+{
+	const Exceptions entries = scattered(150);
+	craft(entries);
+	auto m = merge(kMergeLine, false);
+	cow->hold_when([](const fake::IoRecord& r) {
+		return r.via == "sync" && r.write() && r.sector == 1 * kChunk;
+	});
+	IoHoldRelease release(cow);
+	CopyHold hold;
+	ASSERT_EQ(dmscore_snapshot_preresume(m.get()), 0);
+	dmscore_snapshot_resume(m.get());
+	ASSERT_TRUE(kernel.wait_held_copies(64));
+	for (unsigned int id : kernel.held_copies())
+		kernel.release_copy(id);
+	ASSERT_TRUE(fake::wait_until([&] { return kernel.held_copies().size() == 64 && cow->held_ios() == 1; }));
+
+	std::atomic<bool> returned{false};
+	Background stopper([&] {
+		dmscore_snapshot_presuspend(m.get());
+		returned = true;
+	});
+	ASSERT_TRUE(fake::wait_until([&] { return kernel.sleeping_waiters() >= 1; }));
+	cow->release_held();
+	ASSERT_TRUE(fake::wait_until([&] { return area_writes(*cow, kChunk, 0).size() == 1; }));
+	EXPECT_FALSE(returned) << "presuspend returned with B still copying";
+	kernel.release_all_copies();
+	stopper.join();
+	kernel.drain();
+	EXPECT_EQ(kernel.copy_jobs().size(), 128u) << "a third batch started after presuspend";
+	EXPECT_EQ(area0_entries_written(), (std::vector<Exceptions>{prefix(entries, 86), prefix(entries, 22)}));
+	EXPECT_EQ(info(m), "192/204800 16");	// 22 left: next free = 1 + 22 + 1
+	expect_merged_data(Exceptions(entries.begin() + 22, entries.end()));
+
+	ASSERT_EQ(dmscore_snapshot_preresume(m.get()), 0);
+	dmscore_snapshot_resume(m.get());
+	kernel.drain();
+	EXPECT_TRUE(merged(m)) << info(m);
+	expect_merged_data(entries);
 }
 
 // One run of a batch fails to copy: the batch fails as a whole, nothing

@@ -53,7 +53,8 @@ int dmskt_parallel(dmskt_thread_fn fn, void *ctx, unsigned int n);
 	X(store, new_cow_initialised)                                          \
 	X(store, recovery_over_areas)                                          \
 	X(store, corrupt_cow_refused_untouched)                                \
-	X(store, merge_cursor_shrinks_metadata)
+	X(store, merge_cursor_shrinks_metadata)                                \
+	X(store, merge_cursor_takes_ahead)
 #define DMSKT_COPY_CASES(X)                                                    \
 	X(copy, kcopyd_one_read_many_writes)                                   \
 	X(copy, kcopyd_zero)                                                   \

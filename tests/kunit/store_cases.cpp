@@ -229,3 +229,63 @@ extern "C" void dmskt_store_merge_cursor_shrinks_metadata(dmskt* t)
 	KT_EXPECT_EQ(t, left, 0u);
 	ktl::destroy(ps);
 }
+
+// The merge copies one batch while it commits the one before: batches are
+// taken ahead of the commit cursor, into the area before it at most, and
+// the commit cursor follows them area by area.
+extern "C" void dmskt_store_merge_cursor_takes_ahead(dmskt* t)
+{
+	kt::Ram ram(t, 0);
+	KT_ASSERT(t, ram);
+	// 600 consecutive exceptions: 256 in area 0, 256 in area 1, 88 in 2.
+	KT_ASSERT(t, craft(ram.get(), 600, 1000, 1) != 0);
+	PersistentStore* ps = nullptr;
+	const char* error = nullptr;
+	KT_ASSERT(t, open_store(ram.get(), &ps, &error) == 0);
+	KT_ASSERT(t, ps->load([](u64, u64) { return 0; }, &error) == 0);
+	const AreaLayout l(kChunk);
+	PersistentStore::MergeRun runs[4];
+	ktl::u32 nruns = 0;
+
+	KT_EXPECT_EQ(t, ps->prepare_merge_batch(runs, 4, 256, &nruns), 88);
+	KT_EXPECT_EQ(t, runs[0].old_chunk, 1512u);
+	ps->take_merge_batch(88);
+	// Area 1 while area 2 is not committed yet: the commit cursor stays.
+	KT_EXPECT_EQ(t, ps->prepare_merge_batch(runs, 4, 256, &nruns), 256);
+	KT_EXPECT_EQ(t, nruns, 1u);
+	KT_EXPECT_EQ(t, runs[0].old_chunk, 1256u);
+	KT_EXPECT_EQ(t, runs[0].new_chunk, l.area_location(1) + 1);
+	KT_EXPECT_EQ(t, ps->metadata_sectors(), 4u * kChunk);
+	ps->take_merge_batch(256);
+	// Area 0 would be two areas behind the commit cursor.
+	KT_EXPECT_EQ(t, ps->prepare_merge_batch(runs, 4, 256, &nruns), -DMS_EBUSY);
+
+	kt::Buffer area(kChunkBytes);
+	KT_ASSERT(t, area);
+	KT_EXPECT_EQ(t, ps->commit_merge(88), 0);
+	KT_ASSERT(t, read_chunk(ram.get(), l.area_location(2), area.get()) == 0);
+	KT_EXPECT_EQ(t, disk::decode_exception(area.get(), 0).new_chunk, 0u);
+	// The commit cursor is on area 1 now; area 1 is untouched on disk.
+	KT_EXPECT_EQ(t, ps->metadata_sectors(), 3u * kChunk);
+	KT_EXPECT_EQ(t, ps->allocated_sectors(), (l.area_location(2) + 1) * kChunk);
+	KT_ASSERT(t, read_chunk(ram.get(), l.area_location(1), area.get()) == 0);
+	KT_EXPECT_EQ(t, disk::decode_exception(area.get(), 255).old_chunk, 1511u);
+
+	KT_EXPECT_EQ(t, ps->prepare_merge_batch(runs, 4, 256, &nruns), 256);
+	KT_EXPECT_EQ(t, runs[0].old_chunk, 1000u);
+	ps->take_merge_batch(256);
+	KT_EXPECT_EQ(t, ps->prepare_merge_batch(runs, 4, 256, &nruns), 0);	// all taken
+	KT_EXPECT_EQ(t, ps->commit_merge(256), 0);
+	KT_ASSERT(t, read_chunk(ram.get(), l.area_location(1), area.get()) == 0);
+	KT_EXPECT_EQ(t, disk::decode_exception(area.get(), 0).new_chunk, 0u);
+	KT_EXPECT_EQ(t, ps->metadata_sectors(), 2u * kChunk);
+
+	// A stopped merge: what was taken and not committed is handed out again.
+	ps->rewind_merge();
+	KT_EXPECT_EQ(t, ps->prepare_merge_batch(runs, 4, 256, &nruns), 256);
+	KT_EXPECT_EQ(t, runs[0].old_chunk, 1000u);
+	KT_EXPECT_EQ(t, ps->commit_merge(256), 0);
+	KT_EXPECT_EQ(t, ps->prepare_merge_batch(runs, 4, 256, &nruns), 0);
+	KT_EXPECT_EQ(t, ps->allocated_sectors(), ps->metadata_sectors());
+	ktl::destroy(ps);
+}
