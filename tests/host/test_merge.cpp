@@ -46,6 +46,30 @@ protected:
 		});
 	}
 
+	// Synchronous writes of metadata area 0 (merge commits) wait until
+	// cow->release_held() (an IoHoldRelease in the test).
+	void hold_area_writes()
+	{
+		cow->hold_when([](const fake::IoRecord& r) {
+			return r.via == "sync" && r.write() && r.sector == 1 * kChunk;
+		});
+	}
+
+	// Resumes `m` with copies held (a CopyHold in the test) and area
+	// writes held (hold_area_writes), lets the first batch's 64 copies run,
+	// and returns once the next batch's `next` copies are held and the
+	// first batch's commit waits on its metadata write.
+	void resume_with_two_batches_in_flight(SnapshotTarget& m, std::size_t next)
+	{
+		ASSERT_EQ(dmscore_snapshot_preresume(m.get()), 0);
+		dmscore_snapshot_resume(m.get());
+		ASSERT_TRUE(kernel.wait_held_copies(64));
+		for (unsigned int id : kernel.held_copies())
+			kernel.release_copy(id);
+		ASSERT_TRUE(fake::wait_until(
+			[&] { return kernel.held_copies().size() == next && cow->held_ios() == 1; }));
+	}
+
 	// A COW holding `entries` (in this order, areas filled in turn),
 	// each COW chunk's data being pattern 7 of its own sectors.
 	void craft(const Exceptions& entries, unsigned int chunk = kChunk)
@@ -682,9 +706,7 @@ TEST_F(MergeTest, WritesToAnyChunkOfTheBatchAreHeldUntilItsCommit)
 	const Exceptions entries = scattered(65);
 	craft(entries);
 	auto m = merge(kMergeLine, false);
-	cow->hold_when([](const fake::IoRecord& r) {
-		return r.via == "sync" && r.write() && r.sector == 1 * kChunk;
-	});
+	hold_area_writes();
 	IoHoldRelease release(cow);
 	CopyHold hold;
 	ASSERT_EQ(dmscore_snapshot_preresume(m.get()), 0);
@@ -764,18 +786,11 @@ TEST_F(MergeTest, WritesToACopiedBatchWaitForItsCommitWhileTheNextOneCopies)
 	const Exceptions entries = scattered(70);
 	craft(entries);
 	auto m = merge(kMergeLine, false);
-	cow->hold_when([](const fake::IoRecord& r) {
-		return r.via == "sync" && r.write() && r.sector == 1 * kChunk;
-	});
+	hold_area_writes();
 	IoHoldRelease release(cow);
 	CopyHold hold;
-	ASSERT_EQ(dmscore_snapshot_preresume(m.get()), 0);
-	dmscore_snapshot_resume(m.get());
-	ASSERT_TRUE(kernel.wait_held_copies(64));
-	for (unsigned int id : kernel.held_copies())
-		kernel.release_copy(id);
 	// B's copies are issued before A's commit, which is held.
-	ASSERT_TRUE(fake::wait_until([&] { return kernel.held_copies().size() == 6 && cow->held_ios() == 1; }));
+	ASSERT_NO_FATAL_FAILURE(resume_with_two_batches_in_flight(m, 6));
 	EXPECT_EQ(kernel.copy_jobs().size(), 70u);
 	EXPECT_EQ(flushes(*origin).size(), 1u) << "A's commit flushes the origin first";
 
@@ -821,17 +836,10 @@ TEST_F(MergeTest, PresuspendWithTwoBatchesInFlightCommitsBoth)
 	const Exceptions entries = scattered(150);
 	craft(entries);
 	auto m = merge(kMergeLine, false);
-	cow->hold_when([](const fake::IoRecord& r) {
-		return r.via == "sync" && r.write() && r.sector == 1 * kChunk;
-	});
+	hold_area_writes();
 	IoHoldRelease release(cow);
 	CopyHold hold;
-	ASSERT_EQ(dmscore_snapshot_preresume(m.get()), 0);
-	dmscore_snapshot_resume(m.get());
-	ASSERT_TRUE(kernel.wait_held_copies(64));
-	for (unsigned int id : kernel.held_copies())
-		kernel.release_copy(id);
-	ASSERT_TRUE(fake::wait_until([&] { return kernel.held_copies().size() == 64 && cow->held_ios() == 1; }));
+	ASSERT_NO_FATAL_FAILURE(resume_with_two_batches_in_flight(m, 64));
 
 	std::atomic<bool> returned{false};
 	Background stopper([&] {
