@@ -2,7 +2,8 @@
 // Suite dm-snapshot-persistent-store: the persistent store on a real block
 // device (brd), through dm-io: a new COW initialised, metadata recovered
 // over several areas, corrupt metadata refused without a write, and the
-// merge cursor shrinking the metadata on disk.
+// merge cursors shrinking the metadata on disk (the select cursor taking
+// batches ahead of the commit cursor).
 #include "area_layout.hpp"
 #include "disk_format.hpp"
 #include "kt.hpp"
