@@ -5,6 +5,7 @@
  * decision is made in snapcore/.
  */
 #include <linux/blkdev.h>
+#include <linux/cpumask.h>
 #include <linux/delay.h>
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
@@ -16,6 +17,7 @@
 #include <linux/printk.h>
 #include <linux/rwsem.h>
 #include <linux/slab.h>
+#include <linux/smp.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -79,7 +81,8 @@ void dms_log(int level, const char *fmt, ...)
 static struct dm_io_client *io_client;
 /*
  * Run dms_work items and the deferred dm-io completions: dms_wq on the CPU
- * that queues (dms_work_queue), dms_wq_unbound on any (dms_work_queue_away).
+ * that queues (dms_work_queue) or on a chosen one (dms_work_queue_on),
+ * dms_wq_unbound on any (dms_work_queue_away).
  */
 static struct workqueue_struct *dms_wq;
 static struct workqueue_struct *dms_wq_unbound;
@@ -527,6 +530,20 @@ void dms_work_queue(struct dms_work *w)
 void dms_work_queue_away(struct dms_work *w)
 {
 	queue_work(dms_wq_unbound, &w->work);
+}
+
+/* queue_work_on() runs the item elsewhere if cpu goes offline meanwhile. */
+int dms_work_queue_on(struct dms_work *w, int cpu)
+{
+	if (cpu < 0 || cpu >= nr_cpu_ids || !cpu_online(cpu))
+		return 0;
+	queue_work_on(cpu, dms_wq, &w->work);
+	return 1;
+}
+
+int dms_current_cpu(void)
+{
+	return raw_smp_processor_id();
 }
 
 struct dms_waiter {

@@ -211,10 +211,16 @@ void dms_up_write(struct dms_rwsem *l);
  * an already queued item (not yet started) is a no-op; queuing a running
  * item runs it once more.  An item queued one way while it runs after
  * being queued the other way may run twice at once: the core serializes
- * such items itself.  Both never sleep and may be called in any context.
+ * such items itself.  dms_work_queue_on() runs it in the bound pool of the
+ * given CPU, as if that CPU had queued it with dms_work_queue(), and
+ * returns 1; it returns 0 and queues nothing if that CPU is not online (one
+ * going offline meanwhile runs the item on another CPU).  All three never
+ * sleep and may be called in any context.
  * destroy (cancel_work_sync) drops a queued instance that has not started,
  * waits for a running one to finish, and stops one that queues itself; it
  * sleeps, so never call it from the item's own fn.  destroy accepts 0.
+ * dms_current_cpu() is the CPU the caller runs on, a hint only: the
+ * caller may move at once.
  */
 struct dms_work;
 typedef void (*dms_work_fn)(void *ctx);
@@ -222,6 +228,8 @@ struct dms_work *dms_work_create(dms_work_fn fn, void *ctx);
 void dms_work_destroy(struct dms_work *w);
 void dms_work_queue(struct dms_work *w);
 void dms_work_queue_away(struct dms_work *w);
+int dms_work_queue_on(struct dms_work *w, int cpu);
+int dms_current_cpu(void);
 
 /*
  * Event counters: a sleeping wait for a condition the core re-checks.

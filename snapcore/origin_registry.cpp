@@ -51,27 +51,45 @@ void OriginRegistry::destroy_members()
 	dms_waiter_destroy(waiter_);
 }
 
-// Copy jobs of origin writes are started by a work item on the unbound
-// queue rather than by the writer (see "Where copies start" in
-// snapshot_io.cpp).  One item, one list: jobs start in the order they were
-// made, which is the order their pending exceptions were allocated.
+// Copy jobs of origin writes are started by a work item rather than by
+// the writer (see "Where copies start" in snapshot_io.cpp).  One item, one
+// list: jobs start in the order they were made, which is the order their
+// pending exceptions were allocated.
 void OriginRegistry::start_later(Pending* const* leaders, unsigned int n)
 {
 	bool queue;
+	int cpu = -1;
 	{
 		ktl::SpinGuard g(start_lock_);
 		for (unsigned int i = 0; i < n; i++)
 			starts_.push(leaders[i]);
 		queue = !start_queued_;
 		start_queued_ = true;
+		if (queue && ++start_kicks_ % kStartRepick != 0)
+			cpu = start_cpu_.load();
 	}
 	if (queue)
+		kick_start_work(cpu);
+}
+
+// The CPU of start_work's last run is where kcopyd's work and the commits
+// of the copies it started run too (both follow the CPU that queues them):
+// queued in that CPU's bound pool, start_work runs after the work item
+// running there, in the same worker, without a wake-up, where an unbound
+// worker would be woken for every kick.  A kick in kStartRepick goes to
+// the unbound queue all the same, so that the scheduler can move the chain
+// to a CPU with more room; so does the first, and any while that CPU is
+// offline.
+void OriginRegistry::kick_start_work(int cpu)
+{
+	if (cpu < 0 || !dms_work_queue_on(start_work_, cpu))
 		dms_work_queue_away(start_work_);
 }
 
 void OriginRegistry::start_work(void* ctx)
 {
 	auto* r = static_cast<OriginRegistry*>(ctx);
+	r->start_cpu_.store(dms_current_cpu());
 	for (;;) {
 		StartList jobs;
 		{

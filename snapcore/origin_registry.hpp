@@ -75,6 +75,9 @@ public:
 	// boundaries, for bigger chunks).
 	static constexpr unsigned int kMaxRunChunks = 256;
 	static constexpr ktl::u32 kMaxRunSectors = 2048;	// 1 MiB
+	// One kick of the copy-start work in this many goes to the unbound
+	// queue, letting the scheduler pick its CPU afresh.
+	static constexpr unsigned int kStartRepick = 64;
 
 private:
 	// The copy-on-write step for sectors [sector, sector + sectors) of
@@ -88,10 +91,11 @@ private:
 	Snapshot* find_throttled(dms_devt_t devt);
 
 	void destroy_members();
-	// Hands copy jobs (their leaders), oldest first, to start_work on the
-	// unbound queue.
+	// Hands copy jobs (their leaders), oldest first, to start_work.
 	void start_later(Pending* const* leaders, unsigned int n);
 	static void start_work(void* ctx);
+	// Queues start_work where its last run was, or on the unbound queue.
+	void kick_start_work(int cpu);
 
 	dms_rwsem* lock_ = nullptr;
 	dms_waiter* waiter_ = nullptr;
@@ -104,6 +108,11 @@ private:
 	using StartList = ktl::Fifo<Pending, &Pending::start_next>;
 	StartList starts_;
 	bool start_queued_ = false;
+	// Kicks of start_work so far (under start_lock_): one in
+	// kStartRepick goes to the unbound queue, whatever start_cpu_ says.
+	unsigned int start_kicks_ = 0;
+	// The CPU start_work last ran on, or -1 before its first run.
+	ktl::Atomic<int> start_cpu_{-1};
 	ktl::Atomic<ktl::u32> merges_running_{0};
 };
 

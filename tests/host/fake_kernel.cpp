@@ -36,9 +36,9 @@ FakeKernel& FakeKernel::instance()
 }
 
 FakeKernel::FakeKernel()
-    : module_wq_(std::make_unique<WorkQueue>()),
-      away_wq_(std::make_unique<WorkQueue>()),
-      kcopyd_wq_(std::make_unique<WorkQueue>())
+    : module_wq_(std::make_unique<WorkQueue>(true)),
+      away_wq_(std::make_unique<WorkQueue>(false)),
+      kcopyd_wq_(std::make_unique<WorkQueue>(true))
 {
 }
 
@@ -78,6 +78,7 @@ void FakeKernel::reset()
 	merge_batch = 64;
 	classes_plain_ = 0;
 	classes_irqsave_ = 0;
+	cpus_offline_ = 0;
 }
 
 // Completions on one queue may queue work on another (a copy completion

@@ -265,6 +265,18 @@ public:
 	// it was taken the other way before (until reset()).
 	bool note_spin_class_mode(unsigned int lock_class, bool irqsave);
 
+	// CPUs (fake::kFakeCpus of them) are online until a test takes one
+	// offline: dms_work_queue_on() then refuses it.  Reset by reset().
+	void set_cpu_online(int cpu, bool online)
+	{
+		const unsigned int bit = 1u << cpu;
+		if (online)
+			cpus_offline_ &= ~bit;
+		else
+			cpus_offline_ |= bit;
+	}
+	bool cpu_online(int cpu) const { return !(cpus_offline_ & (1u << cpu)); }
+
 	// The module's work queue (work items, I/O completions) and kcopyd's.
 	WorkQueue& module_wq() { return *module_wq_; }
 	// dms_work_queue_away(): another thread, as an unbound queue.
@@ -327,6 +339,7 @@ private:
 	std::atomic<unsigned int> classes_plain_{0};	// bit per class
 	std::atomic<unsigned int> classes_irqsave_{0};
 	std::atomic<unsigned long> msleeps_{0};
+	std::atomic<unsigned int> cpus_offline_{0};	// bit per CPU
 };
 
 // Records a misuse if the calling thread holds a spinlock or runs in

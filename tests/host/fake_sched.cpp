@@ -39,8 +39,15 @@ thread_local std::vector<unsigned int> t_spin_classes;
 thread_local unsigned int t_atomic_depth = 0;
 // irqsave spinlocks the calling thread holds.
 thread_local unsigned int t_irqsave_depth = 0;
+// The CPU the calling thread stands for.
+thread_local int t_cpu = 0;
 
 }  // namespace
+
+int current_cpu()
+{
+	return t_cpu;
+}
 
 void might_sleep(const char* what)
 {
@@ -62,7 +69,7 @@ AtomicContext::~AtomicContext()
 	t_atomic_depth--;
 }
 
-WorkQueue::WorkQueue() : thread_([this] { worker(); }) {}
+WorkQueue::WorkQueue(bool bound) : bound_(bound), thread_([this] { worker(); }) {}
 
 WorkQueue::~WorkQueue()
 {
@@ -78,20 +85,27 @@ void WorkQueue::run(std::function<void()> job)
 {
 	{
 		std::lock_guard<std::mutex> guard(lock_);
-		jobs_.push_back({nullptr, std::move(job)});
+		jobs_.push_back({nullptr, std::move(job), job_cpu(-1)});
 		queued_++;
 	}
 	changed_.notify_all();
 }
 
-void WorkQueue::queue(dms_work* w)
+int WorkQueue::job_cpu(int cpu) const
+{
+	if (!bound_)
+		return kUnboundCpu;
+	return cpu >= 0 ? cpu : t_cpu;
+}
+
+void WorkQueue::queue(dms_work* w, int cpu)
 {
 	{
 		std::lock_guard<std::mutex> guard(lock_);
 		WorkQueue* none = nullptr;
 		if (w->cancelled || !w->queued_on.compare_exchange_strong(none, this))
 			return;
-		jobs_.push_back({w, nullptr});
+		jobs_.push_back({w, nullptr, job_cpu(cpu)});
 		queued_++;
 	}
 	changed_.notify_all();
@@ -132,6 +146,7 @@ void WorkQueue::worker()
 		Job job = std::move(jobs_.front());
 		jobs_.pop_front();
 		busy_ = true;
+		t_cpu = job.cpu;
 		if (job.work) {
 			job.work->queued_on = nullptr;
 			current_ = job.work;
@@ -287,6 +302,20 @@ void dms_work_queue(dms_work* w)
 void dms_work_queue_away(dms_work* w)
 {
 	FakeKernel::instance().away_wq().queue(w);
+}
+
+int dms_work_queue_on(dms_work* w, int cpu)
+{
+	auto& kernel = FakeKernel::instance();
+	if (cpu < 0 || cpu >= fake::kFakeCpus || !kernel.cpu_online(cpu))
+		return 0;
+	kernel.module_wq().queue(w, cpu);
+	return 1;
+}
+
+int dms_current_cpu(void)
+{
+	return fake::current_cpu();
 }
 
 dms_waiter* dms_waiter_create(void)

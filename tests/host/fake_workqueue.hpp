@@ -30,17 +30,27 @@ struct dms_work {
 
 namespace fake {
 
+// The CPU the calling thread stands for (dms_current_cpu()): 0 for test
+// threads; a job on a bound queue runs on the CPU that queued it (or the
+// one it was queued on), one on the unbound queue on kUnboundCpu.
+int current_cpu();
+constexpr int kFakeCpus = 4;
+constexpr int kUnboundCpu = 1;
+
 class WorkQueue {
 public:
-	WorkQueue();
+	// A bound queue runs each job on the queuing CPU (one thread stands
+	// for the bound pools of every CPU); an unbound one on kUnboundCpu.
+	explicit WorkQueue(bool bound);
 	~WorkQueue();	// runs what is queued, then stops the thread
 	WorkQueue(const WorkQueue&) = delete;
 	WorkQueue& operator=(const WorkQueue&) = delete;
 
 	// One-shot job: an I/O or copy completion.
 	void run(std::function<void()> job);
-	// queue_work(): no-op while queued and not started.
-	void queue(dms_work* w);
+	// queue_work(): no-op while queued and not started.  queue_work_on()
+	// with cpu >= 0 (bound queues only).
+	void queue(dms_work* w, int cpu = -1);
 	// cancel_work_sync(): drops a queued instance, waits for a running one.
 	void cancel_sync(dms_work* w);
 	// Waits until nothing is queued or running; true if it was already so.
@@ -53,8 +63,12 @@ private:
 	struct Job {
 		dms_work* work;	// or, when null, fn
 		std::function<void()> fn;
+		int cpu;	// current_cpu() while it runs
 	};
 	void worker();
+	int job_cpu(int cpu) const;
+
+	const bool bound_;
 
 	std::mutex lock_;
 	std::condition_variable changed_;

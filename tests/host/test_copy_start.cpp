@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-// Where copies start: an origin write hands its copy jobs to a worker on
-// the unbound queue (dms_work_queue_away) instead of submitting them to
-// kcopyd itself, so that kcopyd's work, the commit and the write's re-run
-// can leave the writer's CPU.  Jobs start in the order they were made, and
-// a snapshot going away waits for a copy that has not started yet.
+// Where copies start: an origin write hands its copy jobs to a work item
+// instead of submitting them to kcopyd itself, so that kcopyd's work, the
+// commit and the write's re-run can leave the writer's CPU.  The item is
+// queued on the unbound queue (dms_work_queue_away) the first time, then in
+// the bound pool of the CPU it last ran on (dms_work_queue_on), except one
+// kick in kStartRepick and any while that CPU is offline.  Jobs start in the
+// order they were made, and a snapshot going away waits for a copy that has
+// not started yet.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,6 +16,7 @@
 
 #include "cow_helpers.hpp"
 #include "fake_workqueue.hpp"
+#include "origin_registry.hpp"
 
 namespace {
 
@@ -156,4 +160,56 @@ TEST_F(CopyStartTest, ASnapshotRemovedBeforeItsCopyStartsWaitsForIt)
 	// table on it sees the old data.
 	auto again = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");
 	EXPECT_EQ(read_snapshot(again, 0, 64), old(0, 64));
+}
+
+// Once the start work has run, kicks go to the bound pool of its CPU: with
+// the unbound queue blocked, copies still start, until the kick that goes
+// to the unbound queue to let the scheduler pick a CPU afresh.
+TEST_F(CopyStartTest, TheStartWorkStaysOnItsCpuButForOneKickInKStartRepick)
+{
+	constexpr unsigned int repick = snapcore::OriginRegistry::kStartRepick;
+	auto snap = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");
+	auto o = origin_target();
+	// Each write is one kick: the start work is idle again before the next.
+	ASSERT_EQ(write_origin_sync(o, 0, pattern(2, 0, 8)), 0);	// kick 1: unbound
+	kernel.drain();
+	AwayQueueGate gate;
+	for (unsigned int i = 1; i < repick - 1; i++) {
+		ASSERT_EQ(write_origin_sync(o, 8 * i, pattern(2, 8 * i, 8)), 0) << "kick " << i + 1;
+		kernel.module_wq().drain();
+	}
+	EXPECT_EQ(kernel.copy_jobs().size(), repick - 1);
+	const dms_sector_t last = 8 * (repick - 1);
+	const auto bios = write_origin(o, last, pattern(2, last, 8));
+	kernel.module_wq().drain();
+	EXPECT_EQ(kernel.copy_jobs().size(), repick - 1) << "kick " << repick << " stayed bound";
+	EXPECT_FALSE(all_done(bios));
+	gate.open();
+	ASSERT_EQ(wait_all(bios), 0);
+	EXPECT_EQ(kernel.copy_jobs().size(), repick);
+	for (unsigned int i = 0; i < repick; i++) {
+		EXPECT_EQ(read_snapshot(snap, 8 * i, 8), old(8 * i, 8)) << "chunk " << i;
+		EXPECT_EQ(origin->read(8 * i, 8), pattern(2, 8 * i, 8)) << "chunk " << i;
+	}
+}
+
+// The CPU the start work last ran on went offline: the kick goes to the
+// unbound queue instead.
+TEST_F(CopyStartTest, AKickWhoseCpuIsOfflineGoesToTheUnboundQueue)
+{
+	auto snap = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");
+	auto o = origin_target();
+	ASSERT_EQ(write_origin_sync(o, 0, pattern(2, 0, 8)), 0);
+	kernel.drain();
+	kernel.set_cpu_online(fake::kUnboundCpu, false);
+	AwayQueueGate gate;
+	const auto bios = write_origin(o, 8, pattern(2, 8, 8));
+	kernel.module_wq().drain();
+	EXPECT_EQ(kernel.copy_jobs().size(), 1u) << "queued on an offline CPU";
+	EXPECT_FALSE(all_done(bios));
+	gate.open();
+	ASSERT_EQ(wait_all(bios), 0);
+	EXPECT_EQ(kernel.copy_jobs().size(), 2u);
+	EXPECT_EQ(read_snapshot(snap, 8, 8), old(8, 8));
+	EXPECT_EQ(origin->read(8, 8), pattern(2, 8, 8));
 }
