@@ -599,3 +599,49 @@ void dms_msleep(unsigned int ms)
 {
 	msleep(ms);
 }
+
+/*
+ * Held completions: bios kept on a callback of the task's block plug,
+ * which the block layer runs at blk_finish_plug(), or before the task
+ * sleeps (from_schedule), the way md keeps its plugged writes.  Only in
+ * task context: an interrupt must not touch the interrupted task's plug.
+ */
+struct dms_held_bios {
+	struct blk_plug_cb cb;
+	struct bio_list bios;
+};
+
+static void dms_held_unplug(struct blk_plug_cb *cb, bool from_schedule)
+{
+	struct dms_held_bios *held = container_of(cb, struct dms_held_bios, cb);
+	struct bio *bio;
+
+	/* Ending a bio never sleeps, so this is safe inside schedule() too. */
+	while ((bio = bio_list_pop(&held->bios)))
+		bio_endio(bio);
+	kfree(held);
+}
+
+void dms_end_bio_or_hold(struct bio *bio)
+{
+	struct blk_plug_cb *cb;
+
+	if (in_task() && current->plug) {
+		/* Found, or made (zeroed: an empty list) with GFP_ATOMIC. */
+		cb = blk_check_plugged(dms_held_unplug, NULL, sizeof(struct dms_held_bios));
+		if (cb) {
+			bio_list_add(&container_of(cb, struct dms_held_bios, cb)->bios, bio);
+			return;
+		}
+	}
+	bio_endio(bio);
+}
+
+void dms_run_plugged(void (*fn)(void *ctx), void *ctx)
+{
+	struct blk_plug plug;
+
+	blk_start_plug(&plug);
+	fn(ctx);
+	blk_finish_plug(&plug);
+}

@@ -9,4 +9,11 @@
 int dms_services_init(void);
 void dms_services_exit(void);
 
+struct bio;
+/*
+ * Ends bio, or holds it on the current task's block plug until the plug is
+ * flushed (see dms_run_plugged() in dm-snap.h).  Any context.
+ */
+void dms_end_bio_or_hold(struct bio *bio);
+
 #endif

@@ -245,18 +245,35 @@ static void dms_bio_hooked_end_io(struct bio *bio)
 	hook->fn(hook->ctx, blk_status_to_errno(bio->bi_status));
 }
 
-/* As in-tree start_full_bio(). */
-void dms_bio_submit_hooked(struct dms_bio *b, dms_io_done_fn fn, void *ctx)
+/* Puts end_io in the bio's place, keeping what it replaces in the hook. */
+static struct dms_bio_hook *hook_completion(struct bio *bio, bio_end_io_t *end_io)
 {
-	struct bio *bio = to_bio(b);
 	struct dms_bio_hook *hook = bio_hook(bio);
 
 	hook->end_io = bio->bi_end_io;
 	hook->private = bio->bi_private;
+	bio->bi_end_io = end_io;
+	bio->bi_private = hook;
+	return hook;
+}
+
+/* Gives the bio back the completion hook_completion() replaced. */
+static void restore_completion(struct bio *bio)
+{
+	struct dms_bio_hook *hook = bio->bi_private;
+
+	bio->bi_end_io = hook->end_io;
+	bio->bi_private = hook->private;
+}
+
+/* As in-tree start_full_bio(). */
+void dms_bio_submit_hooked(struct dms_bio *b, dms_io_done_fn fn, void *ctx)
+{
+	struct bio *bio = to_bio(b);
+	struct dms_bio_hook *hook = hook_completion(bio, dms_bio_hooked_end_io);
+
 	hook->fn = fn;
 	hook->ctx = ctx;
-	bio->bi_end_io = dms_bio_hooked_end_io;
-	bio->bi_private = hook;
 	submit_bio_noacct(bio);
 }
 
@@ -265,18 +282,42 @@ void dms_bio_submit_hooked(struct dms_bio *b, dms_io_done_fn fn, void *ctx)
  * pending_complete() does the same for full_bio), so that bio_endio()
  * reaches dm and the target's end_io.
  */
-void dms_bio_endio(struct dms_bio *b, int error)
+static struct bio *ready_to_end(struct dms_bio *b, int error)
 {
 	struct bio *bio = to_bio(b);
 
-	if (bio->bi_end_io == dms_bio_hooked_end_io) {
-		struct dms_bio_hook *hook = bio->bi_private;
-
-		bio->bi_end_io = hook->end_io;
-		bio->bi_private = hook->private;
-	}
+	if (bio->bi_end_io == dms_bio_hooked_end_io)
+		restore_completion(bio);
 	bio->bi_status = errno_to_blk_status(error);
-	bio_endio(bio);
+	return bio;
+}
+
+void dms_bio_endio(struct dms_bio *b, int error)
+{
+	bio_endio(ready_to_end(b, error));
+}
+
+/*
+ * A held bio's completion: its own comes back first, as in dms_bio_endio(),
+ * then it ends now or when the submitting task's plug is flushed.
+ */
+static void dms_bio_held_end_io(struct bio *bio)
+{
+	restore_completion(bio);
+	dms_end_bio_or_hold(bio);
+}
+
+void dms_bio_submit_held(struct dms_bio *b)
+{
+	struct bio *bio = to_bio(b);
+
+	hook_completion(bio, dms_bio_held_end_io);
+	submit_bio_noacct(bio);
+}
+
+void dms_bio_endio_held(struct dms_bio *b, int error)
+{
+	dms_end_bio_or_hold(ready_to_end(b, error));
 }
 
 static int map_result(int r)

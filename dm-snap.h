@@ -340,6 +340,26 @@ void dms_bio_endio(struct dms_bio *bio, int error);
  */
 void dms_bio_submit_hooked(struct dms_bio *bio, dms_io_done_fn fn, void *ctx);
 
+/*
+ * Held completions.  dms_run_plugged() runs fn(ctx) under a block plug
+ * (blk_start_plug; nested, the outermost plug counts).  A bio that
+ * dms_bio_submit_held() sent and that completes in the submitting task
+ * itself (a ramdisk, any driver completing inside submit_bio), or that
+ * dms_bio_endio_held() ends, in a task holding a plug, is not ended there
+ * but when the plug is flushed: when fn returns, or before the task sleeps
+ * (the block layer flushes a sleeping task's plug, so nothing waits on a
+ * held bio).  Ended by an interrupt, or in a task without a plug, they end
+ * at once, as with dms_bio_submit() and dms_bio_endio().
+ *
+ * Why: ending a bio wakes its submitter, and a woken writer preempts the
+ * worker releasing a batch of bios at the worker's next might-sleep point
+ * (every submit_bio_noacct is one), so without holding, the worker is
+ * preempted once per bio of the batch instead of once after it.
+ */
+void dms_run_plugged(void (*fn)(void *ctx), void *ctx);
+void dms_bio_submit_held(struct dms_bio *bio);
+void dms_bio_endio_held(struct dms_bio *bio, int error);
+
 enum dms_map_result {
 	DMS_MAP_SUBMITTED = 0,	/* the core holds or ended the bio */
 	DMS_MAP_REMAPPED = 1,	/* dm submits the remapped bio */

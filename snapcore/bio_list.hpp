@@ -17,13 +17,14 @@ struct PerBio {
 	PerBio* next;
 	ktl::u64 tracked_chunk;	// snapshot reads sent to the origin
 	bool tracked;
+	int map_cpu;	// where it was mapped: its submitter's CPU, a hint
 };
 
 // dm does not clear per-bio data: the map functions initialise it.
 inline PerBio* per_bio_init(dms_bio* bio)
 {
 	PerBio* pb = static_cast<PerBio*>(dms_bio_per_data(bio, sizeof(PerBio)));
-	*pb = PerBio{bio, nullptr, 0, false};
+	*pb = PerBio{bio, nullptr, 0, false, dms_current_cpu()};
 	return pb;
 }
 

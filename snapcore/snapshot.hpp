@@ -136,6 +136,10 @@ private:
 	// The committer: commits what is ready until nothing is, whoever calls
 	// it (work item on either queue, or the destructor); one at a time.
 	void commit_ready();
+	// Ends the wait of a committed batch (linked by done_next) and
+	// re-runs the origin writes it held: under a block plug, so that the
+	// bios it ends are ended after the whole batch (dms_run_plugged()).
+	void release_batch(Pending* batch, bool ok);
 	// Ends pe's wait; the origin writes it held go onto *retry.
 	void complete_pending(Pending* pe, bool ok, BioList* retry);
 

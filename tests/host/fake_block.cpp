@@ -221,6 +221,35 @@ void dms_bio::finish(int error)
 
 namespace fake {
 
+namespace {
+
+// The calling thread's block plug (dms_run_plugged): its depth, and the
+// bios ended under it, ended for real when it is flushed.
+struct HeldEnd {
+	dms_bio* bio;
+	int error;
+};
+thread_local unsigned int t_plug_depth = 0;
+thread_local std::vector<HeldEnd> t_held_ends;
+
+void end_or_hold(dms_bio* bio, int error)
+{
+	if (t_plug_depth && !in_atomic_context())
+		t_held_ends.push_back({bio, error});
+	else
+		bio->finish(error);
+}
+
+}  // namespace
+
+void flush_plug()
+{
+	const std::vector<HeldEnd> held = std::move(t_held_ends);
+	t_held_ends.clear();
+	for (const HeldEnd& h : held)
+		h.bio->finish(h.error);
+}
+
 void FakeKernel::submit_copy(CopyJob job, dms_copy_done_fn fn, void* ctx)
 {
 	HeldCopy c{std::move(job), fn, ctx};
@@ -442,6 +471,32 @@ void dms_bio_submit_hooked(dms_bio* bio, dms_io_done_fn fn, void* ctx)
 		FakeKernel::instance().kcopyd_wq().run(done);
 	else
 		done();
+}
+
+void dms_run_plugged(void (*fn)(void* ctx), void* ctx)
+{
+	fake::t_plug_depth++;
+	fn(ctx);
+	if (--fake::t_plug_depth == 0)
+		fake::flush_plug();
+}
+
+void dms_bio_submit_held(dms_bio* bio)
+{
+	fake::might_sleep("dms_bio_submit_held");
+	const int r = bio_io(bio);
+	if (bio->dev->defer_atomic_completions)	// an interrupt: no plug
+		FakeKernel::instance().kcopyd_wq().run([bio, r] {
+			fake::AtomicContext atomic;
+			bio->finish(r);
+		});
+	else
+		fake::end_or_hold(bio, r);
+}
+
+void dms_bio_endio_held(dms_bio* bio, int error)
+{
+	fake::end_or_hold(bio, error);
 }
 
 }  // extern "C"

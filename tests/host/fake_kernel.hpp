@@ -346,6 +346,13 @@ private:
 // (simulated) atomic context: `what` may sleep.
 void might_sleep(const char* what);
 
+// Whether the calling thread is in (simulated) atomic context.
+bool in_atomic_context();
+
+// Ends the bios the calling thread holds on its plug (dms_run_plugged), as
+// the kernel does before a task sleeps.
+void flush_plug();
+
 // While one lives, the calling thread is in atomic context (interrupt-like:
 // an I/O completion with DMS_IO_DONE_ATOMIC, fn of dms_waiter_wake_after):
 // might_sleep() reports a misuse.

@@ -49,6 +49,11 @@ int current_cpu()
 	return t_cpu;
 }
 
+void set_current_cpu(int cpu)
+{
+	t_cpu = cpu;
+}
+
 void might_sleep(const char* what)
 {
 	if (!t_spin_classes.empty())
@@ -57,6 +62,11 @@ void might_sleep(const char* what)
 	if (t_atomic_depth)
 		FakeKernel::instance().report_misuse(std::string(what) +
 						     " may sleep, called in atomic context");
+}
+
+bool in_atomic_context()
+{
+	return t_atomic_depth != 0;
 }
 
 AtomicContext::AtomicContext()
@@ -348,6 +358,7 @@ void dms_waiter_wait(dms_waiter* w, dms_cond_fn cond, void* ctx)
 		}
 		if (cond(ctx))
 			return;
+		fake::flush_plug();
 		FakeKernel::instance().waiter_sleeps(true);
 		{
 			std::unique_lock<std::mutex> guard(w->m);
@@ -379,6 +390,7 @@ void dms_msleep(unsigned int ms)
 {
 	fake::might_sleep("dms_msleep");
 	FakeKernel::instance().msleep_called();
+	fake::flush_plug();
 	std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 

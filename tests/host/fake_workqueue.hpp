@@ -31,9 +31,11 @@ struct dms_work {
 namespace fake {
 
 // The CPU the calling thread stands for (dms_current_cpu()): 0 for test
-// threads; a job on a bound queue runs on the CPU that queued it (or the
-// one it was queued on), one on the unbound queue on kUnboundCpu.
+// threads until set_current_cpu(); a job on a bound queue runs on the CPU
+// that queued it (or the one it was queued on), one on the unbound queue
+// on kUnboundCpu.
 int current_cpu();
+void set_current_cpu(int cpu);
 constexpr int kFakeCpus = 4;
 constexpr int kUnboundCpu = 1;
 

@@ -11,11 +11,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "cow_helpers.hpp"
+#include "fake_workqueue.hpp"
 
 namespace {
 
@@ -98,6 +100,71 @@ TEST_F(CommitOrderTest, CopiesCompletingInReverseCommitInAllocationOrder)
 	EXPECT_EQ(writes.back().entries, allocated(chunks));
 	EXPECT_EQ(writes.back().flags, kFlushFua);
 	EXPECT_EQ(wait_all(bios), 0);
+}
+
+// A committed batch re-runs its origin writes under a block plug.  Those
+// mapped on the committer's CPU, which the origin device completes at once
+// (as a ramdisk does), end only after the last write of the batch is re-run,
+// so that the writers woken do not preempt the committer between re-runs;
+// those mapped elsewhere end at once.
+TEST_F(CommitOrderTest, ABatchEndsWritesFromItsOwnCpuAfterReRunningThemAll)
+{
+	auto snap = snapshot("/dev/vg/lv /dev/vg/lv-cow P 8");
+	auto o = origin_target();
+	CopyHold hold;
+	constexpr unsigned int kN = 8;
+	std::vector<dms_bio*> bios;
+	for (unsigned int i = 0; i < kN; i++) {
+		fake::set_current_cpu(static_cast<int>(i % 2));	// the writers' CPUs
+		const auto b = write_origin(o, (100 + i) * 8, pattern(2, (100 + i) * 8, 8));
+		ASSERT_EQ(b.size(), 1u);
+		bios.push_back(b[0]);
+	}
+	fake::set_current_cpu(0);
+	ASSERT_TRUE(kernel.wait_held_copies(kN));
+
+	// At each re-run reaching the origin: the committer's CPU, and which
+	// writes had ended.
+	struct Seen {
+		unsigned int write;
+		int cpu;
+		std::vector<bool> ended;
+	};
+	std::mutex lock;
+	std::vector<Seen> seen;
+	origin->fail_when([&](const fake::IoRecord& r) {
+		if (r.write() && r.via == "bio") {
+			Seen s{static_cast<unsigned int>(r.sector / 8 - 100), fake::current_cpu(), {}};
+			for (dms_bio* b : bios)
+				s.ended.push_back(b->ended());
+			std::lock_guard<std::mutex> guard(lock);
+			seen.push_back(std::move(s));
+		}
+		return false;
+	});
+	for (unsigned int id = kN - 1; id >= 1; id--)
+		kernel.release_copy(id);
+	kernel.drain();
+	kernel.release_copy(0);	// all of them commit in one batch
+	kernel.drain();
+	EXPECT_EQ(wait_all(bios), 0);
+	origin->fail_when({});
+
+	std::lock_guard<std::mutex> guard(lock);
+	ASSERT_EQ(seen.size(), kN);
+	const int committer = seen[0].cpu;
+	std::vector<bool> rerun(kN);
+	for (const Seen& s : seen) {
+		EXPECT_EQ(s.cpu, committer) << "one batch, one committer";
+		for (unsigned int i = 0; i < kN; i++) {
+			const bool own_cpu = static_cast<int>(i % 2) == committer;
+			// Re-run before this one and from another CPU: ended.
+			EXPECT_EQ(s.ended[i], rerun[i] && !own_cpu)
+				<< "write " << i << " (mapped on CPU " << i % 2 << ") at the re-run of "
+				<< s.write << " by CPU " << committer;
+		}
+		rerun[s.write] = true;
+	}
 }
 
 TEST_F(CommitOrderTest, MetadataOnlyEverHoldsAPrefixOfTheAllocationOrder)

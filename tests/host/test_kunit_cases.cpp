@@ -71,6 +71,37 @@ int dmskt_parallel(dmskt_thread_fn fn, void* ctx, unsigned int n)
 	return 0;
 }
 
+struct dmskt_bio {
+	dms_bio bio{0, 8, DMS_BIO_WRITE};
+};
+
+dmskt_bio* dmskt_bio_create(dmskt*)
+{
+	return new dmskt_bio;
+}
+
+void dmskt_bio_destroy(dmskt_bio* b)
+{
+	delete b;
+}
+
+void dmskt_bio_end_or_hold(dmskt_bio* b, int from_irq)
+{
+	if (!from_irq) {
+		dms_bio_endio_held(&b->bio, 0);
+		return;
+	}
+	std::thread([b] {
+		fake::AtomicContext irq;
+		dms_bio_endio_held(&b->bio, 0);
+	}).join();
+}
+
+unsigned int dmskt_bio_ended(dmskt_bio* b)
+{
+	return b->bio.ended() ? 1 : 0;
+}
+
 }  // extern "C"
 
 #define DMSKT_HOST_TEST(suite, name)                                                   \
@@ -79,3 +110,4 @@ DMSKT_FORMAT_CASES(DMSKT_HOST_TEST)
 DMSKT_TABLE_CASES(DMSKT_HOST_TEST)
 DMSKT_STORE_CASES(DMSKT_HOST_TEST)
 DMSKT_COPY_CASES(DMSKT_HOST_TEST)
+DMSKT_HELD_CASES(DMSKT_HOST_TEST)

@@ -3,7 +3,7 @@
  * dm-snap-kunit.c - KUnit suites that run the C++ core inside the kernel:
  * on-disk encoding, area arithmetic, the exception table under concurrent
  * threads, the persistent store on a real block device (brd) through
- * dm-io, and copies through dm-kcopyd.
+ * dm-io, copies through dm-kcopyd, and the shim's held bio completions.
  *
  * This file is glue: it turns the case list of kunit-abi.h into KUnit
  * suites, reports failures, opens brd disks and starts threads.  The cases
@@ -18,6 +18,7 @@
 #include <linux/blkdev.h>
 #include <linux/completion.h>
 #include <linux/device-mapper.h>
+#include <linux/irq_work.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/slab.h>
@@ -128,6 +129,59 @@ int dmskt_parallel(dmskt_thread_fn fn, void *ctx, unsigned int n)
 	return 0;
 }
 
+struct dmskt_bio {
+	struct bio bio;
+	atomic_t ended;
+	struct irq_work irq;
+};
+
+static void dmskt_bio_end_io(struct bio *bio)
+{
+	atomic_inc(&container_of(bio, struct dmskt_bio, bio)->ended);
+}
+
+static void dmskt_bio_irq(struct irq_work *w)
+{
+	dms_end_bio_or_hold(&container_of(w, struct dmskt_bio, irq)->bio);
+}
+
+struct dmskt_bio *dmskt_bio_create(struct dmskt *t)
+{
+	struct dmskt_bio *b = kzalloc(sizeof(*b), GFP_KERNEL);
+
+	if (!b) {
+		dmskt_fail(t, __FILE__, __LINE__, "out of memory");
+		return NULL;
+	}
+	bio_init(&b->bio, NULL, NULL, 0, REQ_OP_WRITE);
+	b->bio.bi_end_io = dmskt_bio_end_io;
+	b->irq = IRQ_WORK_INIT_HARD(dmskt_bio_irq);	/* hard interrupt, even on PREEMPT_RT */
+	return b;
+}
+
+void dmskt_bio_destroy(struct dmskt_bio *b)
+{
+	if (!b)
+		return;
+	bio_uninit(&b->bio);
+	kfree(b);
+}
+
+void dmskt_bio_end_or_hold(struct dmskt_bio *b, int from_irq)
+{
+	if (!from_irq) {
+		dms_end_bio_or_hold(&b->bio);
+		return;
+	}
+	irq_work_queue(&b->irq);	/* on this CPU */
+	irq_work_sync(&b->irq);
+}
+
+unsigned int dmskt_bio_ended(struct dmskt_bio *b)
+{
+	return atomic_read(&b->ended);
+}
+
 static int dmskt_suite_init(struct kunit_suite *suite)
 {
 	return dms_services_init();
@@ -149,6 +203,7 @@ DMSKT_FORMAT_CASES(DMSKT_WRAP)
 DMSKT_TABLE_CASES(DMSKT_WRAP)
 DMSKT_STORE_CASES(DMSKT_WRAP)
 DMSKT_COPY_CASES(DMSKT_WRAP)
+DMSKT_HELD_CASES(DMSKT_WRAP)
 
 #define DMSKT_SUITE(var, sname, list)                                          \
 	static struct kunit_case var##_cases[] = { list(DMSKT_CASE){} };       \
@@ -163,8 +218,9 @@ DMSKT_SUITE(format_suite, "dm-snapshot-format", DMSKT_FORMAT_CASES);
 DMSKT_SUITE(table_suite, "dm-snapshot-exception-table", DMSKT_TABLE_CASES);
 DMSKT_SUITE(store_suite, "dm-snapshot-persistent-store", DMSKT_STORE_CASES);
 DMSKT_SUITE(copy_suite, "dm-snapshot-copy", DMSKT_COPY_CASES);
+DMSKT_SUITE(held_suite, "dm-snapshot-held-completions", DMSKT_HELD_CASES);
 
-kunit_test_suites(&format_suite, &table_suite, &store_suite, &copy_suite);
+kunit_test_suites(&format_suite, &table_suite, &store_suite, &copy_suite, &held_suite);
 
 MODULE_DESCRIPTION("KUnit suites for the C++ dm-snapshot core");
 MODULE_LICENSE("GPL");

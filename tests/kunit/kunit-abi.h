@@ -38,6 +38,19 @@ typedef void (*dmskt_thread_fn)(void *ctx, unsigned int i);
 int dmskt_parallel(dmskt_thread_fn fn, void *ctx, unsigned int n);
 
 /*
+ * A bare bio (no device, no data) that counts its completions, for the
+ * shim's held completions (dms_run_plugged()).  dmskt_bio_end_or_hold()
+ * hands it to the shim as a held bio's completion does; from_irq: from a
+ * hard interrupt on this CPU (irq_work), waited for.  NULL (and the case
+ * failed) if it cannot be made.
+ */
+struct dmskt_bio;
+struct dmskt_bio *dmskt_bio_create(struct dmskt *t);
+void dmskt_bio_destroy(struct dmskt_bio *b);
+void dmskt_bio_end_or_hold(struct dmskt_bio *b, int from_irq);
+unsigned int dmskt_bio_ended(struct dmskt_bio *b);
+
+/*
  * The cases, by suite: X(suite, case).  The glue defines the suites and
  * their kunit_case tables from this list; the C++ side implements
  * dmskt_<suite>_<case>(struct dmskt *).
@@ -59,12 +72,18 @@ int dmskt_parallel(dmskt_thread_fn fn, void *ctx, unsigned int n);
 	X(copy, kcopyd_one_read_many_writes)                                   \
 	X(copy, kcopyd_zero)                                                   \
 	X(copy, dm_io_async_and_flush)
+#define DMSKT_HELD_CASES(X)                                                    \
+	X(held, ended_when_the_section_returns)                                \
+	X(held, ended_at_once_without_a_plug)                                  \
+	X(held, ended_before_the_task_sleeps)                                  \
+	X(held, ended_at_once_from_an_interrupt)
 
 #define DMSKT_DECLARE_CASE(suite, name) void dmskt_##suite##_##name(struct dmskt *t);
 DMSKT_FORMAT_CASES(DMSKT_DECLARE_CASE)
 DMSKT_TABLE_CASES(DMSKT_DECLARE_CASE)
 DMSKT_STORE_CASES(DMSKT_DECLARE_CASE)
 DMSKT_COPY_CASES(DMSKT_DECLARE_CASE)
+DMSKT_HELD_CASES(DMSKT_DECLARE_CASE)
 #undef DMSKT_DECLARE_CASE
 
 #ifdef __cplusplus
