@@ -25,7 +25,6 @@ private:
 };
 
 struct Section {
-	dmskt* t;
 	Bio* bios;
 	// Each bio's end count, seen inside the section after all were ended.
 	unsigned int inside[kBios];
@@ -44,28 +43,26 @@ struct Section {
 	}
 };
 
-// Runs a section ending kBios bios; false if they could not be made.
-bool run_section(dmskt* t, Section& s, Bio (&bios)[kBios], bool sleep, bool from_irq)
+// Runs a section ending kBios bios, then checks that each had ended
+// `inside` times before the section returned, and once after it.
+void check_section(dmskt* t, bool sleep, bool from_irq, unsigned int inside)
 {
+	Bio bios[kBios] = {Bio(t), Bio(t), Bio(t)};
 	for (Bio& b : bios)
-		if (!b)
-			return false;
-	s = Section{t, bios, {}, sleep, from_irq};
+		KT_ASSERT(t, b);
+	Section s{bios, {}, sleep, from_irq};
 	dms_run_plugged(&Section::run, &s);
-	return true;
+	for (unsigned int i = 0; i < kBios; i++) {
+		KT_EXPECT_EQ(t, s.inside[i], inside);
+		KT_EXPECT_EQ(t, bios[i].ended(), 1u);
+	}
 }
 
 }  // namespace
 
 extern "C" void dmskt_held_ended_when_the_section_returns(dmskt* t)
 {
-	Bio bios[kBios] = {Bio(t), Bio(t), Bio(t)};
-	Section s;
-	KT_ASSERT(t, run_section(t, s, bios, false, false));
-	for (unsigned int i = 0; i < kBios; i++) {
-		KT_EXPECT_EQ(t, s.inside[i], 0u);
-		KT_EXPECT_EQ(t, bios[i].ended(), 1u);
-	}
+	check_section(t, false, false, 0);
 }
 
 extern "C" void dmskt_held_ended_at_once_without_a_plug(dmskt* t)
@@ -80,23 +77,11 @@ extern "C" void dmskt_held_ended_at_once_without_a_plug(dmskt* t)
 // the block layer flushes its plug first.
 extern "C" void dmskt_held_ended_before_the_task_sleeps(dmskt* t)
 {
-	Bio bios[kBios] = {Bio(t), Bio(t), Bio(t)};
-	Section s;
-	KT_ASSERT(t, run_section(t, s, bios, true, false));
-	for (unsigned int i = 0; i < kBios; i++) {
-		KT_EXPECT_EQ(t, s.inside[i], 1u);
-		KT_EXPECT_EQ(t, bios[i].ended(), 1u);
-	}
+	check_section(t, true, false, 1);
 }
 
 // An interrupt must not touch the plug of the task it interrupts.
 extern "C" void dmskt_held_ended_at_once_from_an_interrupt(dmskt* t)
 {
-	Bio bios[kBios] = {Bio(t), Bio(t), Bio(t)};
-	Section s;
-	KT_ASSERT(t, run_section(t, s, bios, false, true));
-	for (unsigned int i = 0; i < kBios; i++) {
-		KT_EXPECT_EQ(t, s.inside[i], 1u);
-		KT_EXPECT_EQ(t, bios[i].ended(), 1u);
-	}
+	check_section(t, false, true, 1);
 }
