@@ -3,12 +3,10 @@
 
 namespace snapcore {
 
-namespace {
-
 // Heapsort: in place (the array is exactly sized, no scratch memory to
 // fail), O(n log n) at worst, and the core reaches neither the kernel's
 // sort() nor <algorithm>.
-void sort_entries(u64* a, size_t n)
+void ChunkMap::sort_entries(u64* a, size_t n)
 {
 	auto sift_down = [a](size_t root, size_t end) {
 		for (;;) {
@@ -35,7 +33,18 @@ void sort_entries(u64* a, size_t n)
 	}
 }
 
-}  // namespace
+bool ChunkMap::adopt_sorted(u64* sorted, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const u64 old = sorted[i] >> 32;
+		if ((i && old == sorted[i - 1] >> 32) || lookup(old) != kNone)
+			return false;
+	}
+	sorted_ = sorted;
+	sorted_n_ = n;
+	count_ += n;
+	return true;
+}
 
 u64* ChunkMap::find_sorted(u64 old) const
 {
@@ -167,7 +176,7 @@ void ChunkMap::compact(u64* sorted, const CompactPlan& plan, Single* singles, u6
 			sorted[n++] = sorted_[i];
 	singles_.for_each([&](const Single& s) {
 		if (fits_sorted(s.key - 1, s.new_chunk))
-			sorted[n++] = ((s.key - 1) << 32) | s.new_chunk;
+			sorted[n++] = sorted_entry(s.key - 1, s.new_chunk);
 	});
 	sort_entries(sorted, n);
 	*old_singles = singles_.rehash_into(singles, plan.single_capacity, [](const Single& s) {

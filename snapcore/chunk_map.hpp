@@ -134,6 +134,26 @@ public:
 	void compact(u64* sorted, const CompactPlan& plan, Single* singles, u64** old_sorted,
 		     Single** old_singles, Block** old_blocks);
 
+	// Activation's short cut to the same result (ExceptionTable::
+	// RunLoader): exceptions loaded one by one that no block takes are
+	// gathered as sorted entries (sorted_entry(), for pairs that
+	// fits_sorted()), ordered with sort_entries() outside the lock, and
+	// adopted here as the sorted array of a map that has none yet
+	// (has_sorted() false), instead of each going into singles for
+	// compact() to move out again.  False, and nothing changes, if an
+	// origin chunk is in `sorted` twice or already in blocks or singles
+	// (a corrupt COW device); else the map owns `sorted`.
+	bool has_sorted() const { return sorted_ != nullptr; }
+	bool adopt_sorted(u64* sorted, size_t n);
+	static void sort_entries(u64* a, size_t n);
+	static u64 sorted_entry(u64 old, u64 new_chunk) { return (old << 32) | new_chunk; }
+	// Whether (old -> new_chunk) packs into a sorted entry: both halves
+	// 32 bits, the new one below kTombstone.
+	static bool fits_sorted(u64 old, u64 new_chunk)
+	{
+		return old <= 0xffffffffull && new_chunk < kTombstone;
+	}
+
 	// Removes `old` (merge); false if absent.
 	bool erase(u64 old);
 
@@ -167,12 +187,6 @@ private:
 	// Whether block b can take (off -> new_chunk), setting its jump if
 	// that is what it takes.
 	static bool block_accepts(Block& b, u64 off, u64 new_chunk);
-	// Whether (old -> new_chunk) packs into a sorted entry: both halves
-	// 32 bits, the new one below kTombstone.
-	static bool fits_sorted(u64 old, u64 new_chunk)
-	{
-		return old <= 0xffffffffull && new_chunk < kTombstone;
-	}
 	// The live sorted entry of `old`, or null.
 	u64* find_sorted(u64 old) const;
 

@@ -127,6 +127,102 @@ int ExceptionTable::insert_in_block(ktl::u64 old, ktl::u64 new_chunk, ktl::u64 n
 	}
 }
 
+int ExceptionTable::RunLoader::end_run()
+{
+	const ktl::u64 len = len_;
+	len_ = 0;
+	if (!len)
+		return 0;
+	if (len == 1 && ChunkMap::fits_sorted(old_, new_))
+		return set_aside(ChunkMap::sorted_entry(old_, new_));
+	return table_.insert_run(old_, new_, len, false);
+}
+
+int ExceptionTable::RunLoader::set_aside(ktl::u64 entry)
+{
+	if (lone_n_ == lone_cap_) {
+		const ktl::size_t cap = lone_cap_ ? 2 * lone_cap_ : 1024;
+		auto* grown = static_cast<ktl::u64*>(dms_zalloc(cap * sizeof(ktl::u64)));
+		if (!grown)
+			return -DMS_ENOMEM;
+		for (ktl::size_t i = 0; i < lone_n_; i++)
+			grown[i] = lone_[i];
+		dms_free(lone_);
+		lone_ = grown;
+		lone_cap_ = cap;
+	}
+	lone_[lone_n_++] = entry;
+	return 0;
+}
+
+int ExceptionTable::RunLoader::flush()
+{
+	int r = end_run();
+	if (!r)
+		r = table_.place_lone(lone_, lone_n_);
+	dms_free(lone_);
+	lone_ = nullptr;
+	lone_n_ = lone_cap_ = 0;
+	return r;
+}
+
+// Two passes over the entries: count each stripe's share, then copy it
+// into an array of exactly that size, which the stripe's map adopts once
+// sorted (sorting outside the lock).
+int ExceptionTable::place_lone(const ktl::u64* lone, ktl::size_t n)
+{
+	if (!n)
+		return 0;
+	struct Share {
+		ktl::u64* entries;
+		ktl::size_t n;
+	};
+	auto* shares = static_cast<Share*>(dms_zalloc(kStripes * sizeof(Share)));
+	if (!shares)
+		return -DMS_ENOMEM;
+	int r = 0;
+	for (ktl::size_t i = 0; i < n; i++)
+		shares[stripe_index(lone[i] >> 32)].n++;
+	for (unsigned k = 0; k < kStripes && !r; k++) {
+		if (shares[k].n &&
+		    !(shares[k].entries = static_cast<ktl::u64*>(dms_zalloc(shares[k].n * sizeof(ktl::u64)))))
+			r = -DMS_ENOMEM;
+		shares[k].n = 0;
+	}
+	if (!r)
+		for (ktl::size_t i = 0; i < n; i++) {
+			Share& sh = shares[stripe_index(lone[i] >> 32)];
+			sh.entries[sh.n++] = lone[i];
+		}
+	for (unsigned k = 0; k < kStripes; k++) {
+		Share& sh = shares[k];
+		if (r || !sh.n) {
+			dms_free(sh.entries);
+			continue;
+		}
+		ChunkMap::sort_entries(sh.entries, sh.n);
+		Stripe& s = stripes_[k];
+		bool adopted = false, fresh;
+		{
+			ktl::SpinGuard g(s.lock);
+			fresh = !s.complete.has_sorted();
+			if (fresh)
+				adopted = s.complete.adopt_sorted(sh.entries, sh.n);
+		}
+		if (!fresh) {
+			for (ktl::size_t i = 0; i < sh.n && !r; i++)
+				r = insert(sh.entries[i] >> 32, sh.entries[i] & ChunkMap::kTombstone, false);
+			adopted = false;
+		} else if (!adopted) {
+			r = -DMS_EEXIST;
+		}
+		if (!adopted)
+			dms_free(sh.entries);
+	}
+	dms_free(shares);
+	return r;
+}
+
 void ExceptionTable::compact()
 {
 	for (unsigned i = 0; i < kStripes; i++)

@@ -64,34 +64,45 @@ public:
 	// the chunks before the failing one stay inserted.
 	int insert_run(ktl::u64 old, ktl::u64 new_chunk, ktl::u64 len, bool noio);
 
-	// Gathers exceptions loaded in order into runs for insert_run():
-	// add() them one by one, then flush() once.  Errors as insert's, from
-	// add() or flush(), possibly for an earlier exception of the run.
+	// Loads the exceptions activation reads, in on-disk order: add()
+	// them one by one, then flush().  Runs of consecutive ones go to
+	// insert_run() (blocks).  A lone exception (random writes leave
+	// mostly those) that fits a sorted entry is set aside instead, and
+	// flush() sorts each stripe's share straight into that stripe's sorted
+	// array (ChunkMap::adopt_sorted): inserting each into the singles
+	// table, for compact() to move out again, was most of the time of
+	// activating 200,000 scattered exceptions.  A stripe that already
+	// has a sorted array (a second flush) takes its share one by one.
+	// Errors as insert's, from add() or flush(), possibly for an earlier
+	// exception; after an error the table holds part of what was added.
 	class RunLoader {
 	public:
 		explicit RunLoader(ExceptionTable& table) : table_(table) {}
+		~RunLoader() { dms_free(lone_); }
+		RunLoader(const RunLoader&) = delete;
+		RunLoader& operator=(const RunLoader&) = delete;
 		int add(ktl::u64 old, ktl::u64 new_chunk)
 		{
 			if (len_ && old == old_ + len_ && new_chunk == new_ + len_) {
 				len_++;
 				return 0;
 			}
-			const int r = flush();
+			const int r = end_run();
 			old_ = old;
 			new_ = new_chunk;
 			len_ = 1;
 			return r;
 		}
-		int flush()
-		{
-			const ktl::u64 len = len_;
-			len_ = 0;
-			return len ? table_.insert_run(old_, new_, len, false) : 0;
-		}
+		int flush();
 
 	private:
+		int end_run();
+		int set_aside(ktl::u64 entry);
+
 		ExceptionTable& table_;
 		ktl::u64 old_ = 0, new_ = 0, len_ = 0;
+		ktl::u64* lone_ = nullptr;	// sorted entries, load order
+		ktl::size_t lone_n_ = 0, lone_cap_ = 0;
 	};
 
 	// Removes the completed exception of `old` (merge); takes the stripe
@@ -119,6 +130,8 @@ public:
 
 private:
 	static void compact_stripe(Stripe& s);
+	// RunLoader::flush(): n sorted entries, any order, into the stripes.
+	int place_lone(const ktl::u64* lone, ktl::size_t n);
 	int insert_in_block(ktl::u64 old, ktl::u64 new_chunk, ktl::u64 n, bool noio);
 
 	// By 64-chunk block, so that a run of consecutive exceptions lands

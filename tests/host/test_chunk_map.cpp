@@ -356,6 +356,57 @@ TEST_F(ChunkMapCompact, InsertsAfterCompactStillFormBlocks)
 	EXPECT_EQ(m.try_insert(300, 1), ChunkMap::InsertResult::kDuplicate);
 }
 
+// Activation's short cut: a sorted array built outside the map and
+// adopted whole finds what inserting and compacting would have.
+TEST_F(ChunkMapCompact, AdoptedSortedArrayFindsItsEntries)
+{
+	ChunkMap m;
+	for (u64 i = 0; i < 64; i++)
+		insert(m, 640 + i, 5000 + i);	// a block
+	std::map<u64, u64> model;
+	std::mt19937_64 rng(11);
+	while (model.size() < 3000) {
+		const u64 old = rng() % 100000;
+		if (old / 64 != 10)
+			model.emplace(old, 6000 + model.size());
+	}
+	auto* a = static_cast<u64*>(dms_zalloc(model.size() * sizeof(u64)));
+	size_t n = 0;
+	for (auto it = model.rbegin(); it != model.rend(); ++it)	// any order
+		a[n++] = ChunkMap::sorted_entry(it->first, it->second);
+	ChunkMap::sort_entries(a, n);
+	ASSERT_FALSE(m.has_sorted());
+	ASSERT_TRUE(m.adopt_sorted(a, n));
+	EXPECT_TRUE(m.has_sorted());
+	EXPECT_EQ(m.size(), 64 + model.size());
+	for (auto [o, nw] : model)
+		ASSERT_EQ(m.lookup(o), nw) << o;
+	EXPECT_EQ(m.lookup(640 + 5), 5005u);
+	EXPECT_EQ(m.lookup(100001), ChunkMap::kNone);
+	EXPECT_EQ(m.try_insert(model.begin()->first, 1), ChunkMap::InsertResult::kDuplicate);
+	EXPECT_FALSE(compact(m)) << "nothing left to move";
+	EXPECT_TRUE(m.erase(model.begin()->first));
+	EXPECT_EQ(m.lookup(model.begin()->first), ChunkMap::kNone);
+}
+
+// A corrupt COW device names an origin chunk twice: refused, whether both
+// are in the array or one is already in a block, and the map is unchanged.
+TEST_F(ChunkMapCompact, AdoptRefusesDuplicatesAndChangesNothing)
+{
+	ChunkMap m;
+	insert(m, 64, 900);
+	insert(m, 65, 901);
+	u64 twice[] = {ChunkMap::sorted_entry(7, 30), ChunkMap::sorted_entry(7, 31),
+		       ChunkMap::sorted_entry(9, 32)};
+	EXPECT_FALSE(m.adopt_sorted(twice, 3));
+	u64 in_block[] = {ChunkMap::sorted_entry(7, 30), ChunkMap::sorted_entry(65, 31)};
+	EXPECT_FALSE(m.adopt_sorted(in_block, 2));
+	EXPECT_FALSE(m.has_sorted());
+	EXPECT_EQ(m.size(), 2u);
+	EXPECT_EQ(m.lookup(7), ChunkMap::kNone);
+	EXPECT_EQ(m.lookup(65), 901u);
+}
+
 TEST_F(ChunkMapCompact, EmptyOrBlocksOnlyHaveNothingToCompact)
 {
 	ChunkMap m;

@@ -244,6 +244,76 @@ TEST_F(ExceptionTableTest, RunLoaderGathersConsecutiveExceptions)
 	EXPECT_EQ(loader.flush(), -EEXIST);
 }
 
+// Activation of a COW written at random: the lone exceptions go straight
+// into the stripes' sorted arrays, 8 bytes each with nothing for compact()
+// left to do, and every one is found; runs among them still form blocks.
+TEST_F(ExceptionTableTest, RunLoaderSortsLoneExceptionsIntoTheStripes)
+{
+	ExceptionTable table;
+	ASSERT_EQ(table.init(), 0);
+	std::map<std::uint64_t, std::uint64_t> model;
+	std::mt19937_64 rng(5);
+	std::uint64_t cow = 2;
+	while (model.size() < 20000) {
+		const std::uint64_t old = 1000 + rng() % (1ull << 30);
+		if (model.emplace(old, cow).second)
+			cow += 2;	// never consecutive: every one lone
+	}
+	ExceptionTable::RunLoader loader(table);
+	for (auto [o, n] : model)
+		ASSERT_EQ(loader.add(o, n), 0);
+	for (std::uint64_t i = 0; i < 128; i++)	// and one run of two blocks
+		ASSERT_EQ(loader.add(128 + i, cow + i), 0);
+	ASSERT_EQ(loader.flush(), 0);
+	const std::size_t stripes = sizeof(ExceptionTable::Stripe) * ExceptionTable::kStripes;
+	EXPECT_EQ(table.count(), model.size() + 128);
+	const std::size_t loaded = table.memory_bytes();
+	EXPECT_LT(loaded, model.size() * 8 + stripes + 16 * 1024) << "sorted entries and two blocks";
+	table.compact();
+	EXPECT_EQ(table.memory_bytes(), loaded) << "compact() found nothing to move";
+	for (auto [o, n] : model)
+		ASSERT_EQ(lookup(table, o), n) << "old " << o;
+	EXPECT_EQ(lookup(table, 128 + 127), cow + 127);
+	EXPECT_EQ(lookup(table, 999), ChunkMap::kNone);
+	// A second load into stripes that have their arrays: one by one.
+	ExceptionTable::RunLoader again(table);
+	ASSERT_EQ(again.add(500, 3), 0);
+	ASSERT_EQ(again.add(700, 9), 0);
+	ASSERT_EQ(again.flush(), 0);
+	EXPECT_EQ(lookup(table, 500), 3u);
+	EXPECT_EQ(lookup(table, 700), 9u);
+	ASSERT_EQ(again.add(model.begin()->first, 5), 0);
+	EXPECT_EQ(again.flush(), -EEXIST);
+}
+
+// Two lone exceptions for one origin chunk (a corrupt COW device) are
+// refused at flush(); running out of memory there is -ENOMEM, and nothing
+// leaks either way (KernelTest checks).
+TEST_F(ExceptionTableTest, RunLoaderRefusesLoneDuplicatesAndSurvivesNoMemory)
+{
+	{
+		ExceptionTable table;
+		ASSERT_EQ(table.init(), 0);
+		ExceptionTable::RunLoader loader(table);
+		ASSERT_EQ(loader.add(77, 10), 0);
+		ASSERT_EQ(loader.add(5000, 12), 0);
+		ASSERT_EQ(loader.add(77, 14), 0);
+		EXPECT_EQ(loader.flush(), -EEXIST);
+	}
+	for (unsigned long nth = 1; nth <= 6; nth++) {
+		ExceptionTable table;
+		ASSERT_EQ(table.init(), 0);
+		ExceptionTable::RunLoader loader(table);
+		kernel.fail_allocation(nth);
+		int r = 0;
+		for (std::uint64_t i = 0; i < 3000 && !r; i++)
+			r = loader.add(i * 100, 2 + 2 * i);
+		if (!r)
+			r = loader.flush();
+		EXPECT_EQ(r, -ENOMEM) << "allocation " << nth;
+	}
+}
+
 namespace {
 
 // A snapshot activated after random writes: `n` exceptions at random
