@@ -16,9 +16,11 @@
 //            that fits no block: random writes made while the snapshot is
 //            active.  At a load of 3/8..3/4 that is 21-43 bytes each.
 //   sorted   an array of 8-byte entries (old << 32 | new), ascending, built
-//            by compact() once activation has loaded the exceptions already
-//            on disk: every single whose chunks both fit 32 bits moves here
-//            (2^32 chunks is 16 TiB at the smallest, 4 KiB, chunk size).
+//            once activation has loaded the exceptions already on disk:
+//            the loader sorts the lone ones straight into it
+//            (adopt_sorted), and compact() moves here every single whose
+//            chunks both fit 32 bits (2^32 chunks is 16 TiB at the
+//            smallest, 4 KiB, chunk size).
 //            A snapshot reactivated after random writes holds most of its
 //            exceptions here, at 8 bytes each (up to 16 in the kernel,
 //            whose allocator rounds large arrays up to a power of two)
