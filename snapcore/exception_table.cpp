@@ -210,9 +210,9 @@ int ExceptionTable::place_lone(const ktl::u64* lone, ktl::size_t n)
 				adopted = s.complete.adopt_sorted(sh.entries, sh.n);
 		}
 		if (!fresh) {
+			// The new half of an entry: its low 32 bits.
 			for (ktl::size_t i = 0; i < sh.n && !r; i++)
 				r = insert(sh.entries[i] >> 32, sh.entries[i] & ChunkMap::kTombstone, false);
-			adopted = false;
 		} else if (!adopted) {
 			r = -DMS_EEXIST;
 		}
